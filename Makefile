@@ -1,0 +1,30 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   — the main job on embedded defaults (SQLite, no Slack)
+#   make test   — lint, type check and the whole test suite (starts PostgreSQL and Redis if down)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup services demo test lint
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+services:
+	bash scripts/services.sh
+
+demo: setup
+	$(VENV)/bin/ftbot demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: setup services lint
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)

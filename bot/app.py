@@ -1,0 +1,54 @@
+"""Build the Bolt app: one `register(app, deps)` per Slack surface, nothing else.
+
+The map from Slack ids to callbacks reads in `bot/listeners/`; each listener acks, parses, calls
+a service in `runner/`, renders a template and makes its Slack call.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from sqlalchemy.engine import Engine
+
+from bot.listeners import commands, events, interview, middleware
+from bot.slack import make_client
+from runner.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What listeners need besides Bolt's arguments: settings and the database engine."""
+
+    settings: Settings
+    engine: Engine
+
+
+def build_app(
+    settings: Settings, engine: Engine, *, client: WebClient | None = None, socket_mode: bool = False
+) -> App:
+    """The Bolt app with every listener registered.
+
+    Args:
+        settings: validated settings (the caller has checked the variables its mode needs).
+        engine: the database engine (migrated).
+        client: a WebClient to use instead of one built from settings (tests, benchmarks).
+        socket_mode: True when requests come over Socket Mode (no request signatures).
+    """
+    settings.refuse_oauth_variables()
+    app = App(
+        client=client or make_client(settings),
+        signing_secret=settings.slack_signing_secret or "",
+        request_verification_enabled=not socket_mode,
+        token_verification_enabled=False,  # auth.test happens lazily on the first request instead
+        process_before_response=False,
+        logger=logging.getLogger("ftbot.bolt"),
+    )
+    deps = Deps(settings=settings, engine=engine)
+    for surface in (middleware, commands, interview, events):
+        surface.register(app, deps)
+    return app

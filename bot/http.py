@@ -1,0 +1,62 @@
+"""The WSGI application `ftbot serve` runs: Slack's requests, health and metrics.
+
+`POST /slack/events` takes events, slash commands and interactivity (Bolt's default path);
+`GET /healthz` reports whether the database answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
+from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
+from slack_bolt.request import BoltRequest
+from slack_bolt.request.internals import build_context
+from slack_bolt.response import BoltResponse
+from sqlalchemy.engine import Engine
+
+from runner.db import check_health
+
+JSON: dict[str, Sequence[str]] = {"content-type": ["application/json"]}
+
+
+class SlackRequest(BoltRequest):
+    """A BoltRequest that also parses form bodies whose text merely contains the word "payload".
+
+    Bolt takes any form body containing "payload" for an interactivity payload; a slash command
+    such as ``/finetune help payload`` then parses to ``{}`` and reaches no listener (404). When no
+    ``payload`` field is present, the body is the plain form it looks like.
+    """
+
+    def __init__(self, *, body: str, query: str, headers: dict[str, Any]) -> None:
+        super().__init__(body=body, query=query, headers=headers)
+        if not self.body and body and not body.lstrip().startswith("{"):
+            fields = dict(parse_qsl(body, keep_blank_values=True))
+            if "payload" not in fields:
+                self.body = fields
+                self.context = build_context(self.context, self.body)
+
+
+class FtbotRequestHandler(SlackRequestHandler):
+    """Bolt's WSGI handler plus ``/healthz``, with `SlackRequest` parsing."""
+
+    def __init__(self, app: App, engine: Engine, path: str = "/slack/events") -> None:
+        super().__init__(app, path)
+        self.engine = engine
+
+    def dispatch(self, request: WsgiHttpRequest) -> BoltResponse:
+        return self.app.dispatch(
+            SlackRequest(body=request.get_body(), query=request.query_string, headers=request.get_headers())
+        )
+
+    def _get_http_response(self, request: WsgiHttpRequest) -> WsgiHttpResponse:
+        if request.method == "GET" and request.path == "/healthz":
+            error = check_health(self.engine)
+            body = {"status": "ok" if error is None else "unhealthy", "database": error or "ok"}
+            return WsgiHttpResponse(status=200 if error is None else 503, headers=JSON, body=json.dumps(body))
+        return super()._get_http_response(request)

@@ -1,0 +1,127 @@
+"""The `/finetune` slash command and its subcommands.
+
+`SUBCOMMANDS` is the one table of what the command can do: `/finetune help` is rendered from it and
+dispatch reads it, so the help can never miss a subcommand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.listeners import interview
+from bot.slack import call
+from runner import interviews
+from runner.db import session_scope
+from runner.render import render
+
+if TYPE_CHECKING:
+    from bot.app import Deps
+
+COMMAND = "/finetune"
+NOT_IN_CHANNEL = {"channel_not_found", "not_in_channel", "is_archived"}
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One use of the command, parsed."""
+
+    deps: Deps
+    body: dict[str, Any]
+    args: list[str]
+    client: WebClient
+    respond: Respond
+
+    @property
+    def channel_id(self) -> str:
+        return str(self.body["channel_id"])
+
+    @property
+    def user_id(self) -> str:
+        return str(self.body["user_id"])
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    usage: str
+    summary: str
+    run: Callable[[Invocation], None]
+
+    @property
+    def line(self) -> str:
+        return f"`{COMMAND} {self.usage}` — {self.summary}"
+
+
+def help_payload(unknown: str | None = None) -> dict[str, Any]:
+    listed = [{"usage": f"{COMMAND} {s.usage}".strip(), "line": s.line} for s in SUBCOMMANDS.values()]
+    return render("help.json.j2", command=COMMAND, commands=listed, unknown=unknown)
+
+
+def start(inv: Invocation) -> None:
+    error = interview.begin(
+        inv.deps,
+        inv.client,
+        channel_id=inv.channel_id,
+        user_id=inv.user_id,
+        team_id=str(inv.body.get("team_id", "")),
+        topic=" ".join(inv.args),
+        source="slash",
+    )
+    if error in NOT_IN_CHANNEL:
+        inv.respond(
+            response_type="ephemeral",
+            text=f"I can't post in this channel ({error}). Invite me with `/invite @ftbot`, then try again.",
+        )
+    elif error:
+        inv.respond(response_type="ephemeral", text=f"Slack refused my message ({error}); please try again.")
+
+
+def history(inv: Invocation) -> None:
+    with session_scope(inv.deps.engine) as session:
+        rows = interviews.history(session, channel_id=inv.channel_id)
+    lines = [
+        f"• {row.created_at:%Y-%m-%d %H:%M} <@{row.user_id}>"
+        + (f" — {row.topic[:80]}" if row.topic else "")
+        + (
+            f" → *{row.primary}*" + (f" (then {row.secondary})" if row.secondary else "")
+            if row.primary
+            else " — in progress"
+        )
+        for row in rows
+    ]
+    payload = render("history.json.j2", rows=lines, command=COMMAND)
+    call(inv.client, "chat_postEphemeral", channel=inv.channel_id, user=inv.user_id, **payload)
+
+
+def show_help(inv: Invocation) -> None:
+    call(inv.client, "chat_postEphemeral", channel=inv.channel_id, user=inv.user_id, **help_payload())
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    s.name: s
+    for s in (
+        Subcommand("start", "[start] [topic]", "run the fine-tuning readiness interview in a thread", start),
+        Subcommand(
+            "history", "history", "this channel's readiness interviews and their recommendations", history
+        ),
+        Subcommand("help", "help", "this list", show_help),
+    )
+}
+
+
+def register(app: App, deps: Deps) -> None:
+    @app.command(COMMAND)
+    def on_command(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        args = str(body.get("text") or "").split()
+        name = args[0].lower() if args else "start"
+        subcommand = SUBCOMMANDS.get(name)
+        if subcommand is None:
+            ack(**help_payload(unknown=name))  # an unknown subcommand gets the help, at once
+            return
+        ack()
+        subcommand.run(Invocation(deps=deps, body=body, args=args[1:], client=client, respond=respond))

@@ -1,0 +1,54 @@
+"""Gunicorn, embedded: `ftbot serve` runs the WSGI app in worker processes with threads.
+
+Each worker builds its own Bolt app and database engine after the fork (connections must not be
+shared across processes). Threads matter: Bolt acks on the request thread and finishes the
+listener on its own pool, and Slack sends the next request without waiting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from runner.config import Settings
+
+
+def make_wsgi_app(settings: Settings) -> Any:
+    """The WSGI callable: the Bolt app behind ftbot's request handler."""
+    from bot.app import build_app
+    from bot.http import FtbotRequestHandler
+    from runner.db import make_engine
+
+    engine = make_engine(settings.sqlalchemy_url)
+    return FtbotRequestHandler(build_app(settings, engine), engine)
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings_ = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return make_wsgi_app(self.settings_)
+
+
+def run_gunicorn(settings: Settings, *, host: str, port: int, workers: int, threads: int) -> None:
+    """Serve until stopped (SIGTERM finishes in-flight requests first)."""
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "timeout": 60,
+        "graceful_timeout": 20,
+        "keepalive": 5,
+        "accesslog": None,
+        "errorlog": "-",
+    }
+    _Gunicorn(settings, options).run()

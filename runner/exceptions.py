@@ -1,0 +1,29 @@
+"""Every error ftbot raises on purpose, in one flat module (callers catch these, not strings)."""
+
+
+class FtbotError(Exception):
+    """Base class: the message is written for the person who will read it."""
+
+
+class ConfigError(FtbotError):
+    """A required setting is missing or invalid (the CLI exits with code 2)."""
+
+
+class TemplateError(FtbotError):
+    """A template rendered invalid JSON or broke one of Slack's Block Kit limits."""
+
+
+class InterviewError(FtbotError):
+    """A readiness-interview action that cannot be applied; the message explains why."""
+
+
+class NotInterviewee(InterviewError):
+    """Someone other than the person interviewed pressed a button."""
+
+
+class InterviewFinished(InterviewError):
+    """The interview already has its recommendation."""
+
+
+class StaleAction(InterviewError):
+    """The button belongs to a step that has since been answered (a double press or an old message)."""

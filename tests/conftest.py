@@ -1,0 +1,151 @@
+"""Shared fixtures: migrated databases (SQLite and PostgreSQL), the Slack emulator, a running bot.
+
+Every test that takes `engine` runs once per database in ``FTBOT_TEST_DATABASES`` (default both).
+PostgreSQL must be reachable (``FTBOT_TEST_PG_URL``): a missing server fails the run, it is
+never skipped silently.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
+
+from bot.app import build_app
+from bot.http import FtbotRequestHandler
+from runner.config import Settings
+from runner.db import make_engine, upgrade
+from tests.slack_client import SlackSide
+from tests.slack_emulator import SlackEmulator
+
+DATABASES = [
+    d.strip() for d in os.environ.get("FTBOT_TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()
+]
+PG_URL = os.environ.get("FTBOT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SIGNING_SECRET = "test-signing-secret"
+BOT_TOKEN = "xoxb-test"
+
+
+@pytest.fixture(scope="session")
+def pg_engine() -> Iterator[Engine]:
+    """A private schema in the `test` database, migrated once per session (and per xdist worker)."""
+    schema = f"ftbot_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = make_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def _truncate_all(engine: Engine) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=DATABASES)
+def engine(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Engine]:
+    """A migrated, empty database: SQLite in a temp folder, or the session's PostgreSQL schema."""
+    if request.param == "sqlite":
+        sqlite_engine = make_engine(f"sqlite:///{tmp_path / 'ftbot.db'}")
+        upgrade(sqlite_engine)
+        yield sqlite_engine
+        sqlite_engine.dispose()
+    elif request.param == "postgresql":
+        postgres_engine = request.getfixturevalue("pg_engine")
+        _truncate_all(postgres_engine)
+        yield postgres_engine
+    else:
+        raise ValueError(f"unknown database {request.param!r} in FTBOT_TEST_DATABASES")
+
+
+@pytest.fixture
+def emulator() -> Iterator[SlackEmulator]:
+    with SlackEmulator(bot_token=BOT_TOKEN) as emu:
+        emu.add_channel("CGENERAL", "general")
+        emu.add_channel("CDATA", "support-data")
+        for user in ("UALICE", "UBOB", "UCAROL", "UDAVE", "UERIN"):
+            emu.add_user(user, user[1:].lower())
+        yield emu
+
+
+@pytest.fixture
+def settings(tmp_path: Any, emulator: SlackEmulator) -> Settings:
+    return Settings(
+        slack_bot_token=BOT_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=emulator.base_url,
+        ftbot_data_dir=tmp_path / "data",
+    )
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@dataclass
+class RunningBot:
+    """The real Bolt app behind ftbot's WSGI handler, served over HTTP on a local port."""
+
+    url: str
+    slack: SlackSide
+    app: Any
+    server: _ThreadingWSGIServer
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.app.listener_runner.listener_executor.shutdown(wait=True)
+
+
+def start_bot(settings: Settings, engine: Engine, emulator: SlackEmulator) -> RunningBot:
+    client = WebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)],
+    )
+    app = build_app(settings, engine, client=client)
+    server = make_server(
+        "127.0.0.1",
+        0,
+        FtbotRequestHandler(app, engine),
+        server_class=_ThreadingWSGIServer,
+        handler_class=_QuietHandler,
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    return RunningBot(url, SlackSide(url + "/slack/events", SIGNING_SECRET, emulator), app, server)
+
+
+@pytest.fixture
+def bot(settings: Settings, engine: Engine, emulator: SlackEmulator) -> Iterator[RunningBot]:
+    running = start_bot(settings, engine, emulator)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def slack(bot: RunningBot) -> SlackSide:
+    return bot.slack

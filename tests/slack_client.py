@@ -1,0 +1,197 @@
+"""Acts as Slack's side of the conversation in tests: signed HTTP requests to the running bot.
+
+Slash commands and events are sent as Slack sends them; buttons are pressed by echoing the
+action_id, block_id and value of a button the bot actually posted (found in the emulator's
+store), as Slack's client does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+TEAM_ID = "T0001"
+APP_ID = "A0FTBOT"
+_counter = itertools.count(1)
+
+
+def sign(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
+    """Slack's v0 request signature headers for `body`."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+@dataclass
+class Reply:
+    status: int
+    body: str
+    headers: dict[str, str]
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+class SlackSide:
+    """Sends what Slack would send to the bot at `url` (its ``/slack/events`` endpoint)."""
+
+    def __init__(self, url: str, signing_secret: str, emulator: Any) -> None:
+        self.url = url
+        self.secret = signing_secret
+        self.emulator = emulator
+
+    # --- transport ---------------------------------------------------------------------------
+
+    def post(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        signed: bool = True,
+        timestamp: int | None = None,
+        headers: dict[str, str] | None = None,
+        secret: str | None = None,
+    ) -> Reply:
+        all_headers = {"Content-Type": content_type, **(headers or {})}
+        if signed:
+            all_headers.update(sign(secret or self.secret, body, timestamp))
+        request = urllib.request.Request(self.url, data=body.encode(), headers=all_headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return Reply(response.status, response.read().decode(), dict(response.headers))
+        except urllib.error.HTTPError as error:
+            return Reply(error.code, error.read().decode(), dict(error.headers))
+
+    # --- what Slack sends --------------------------------------------------------------------
+
+    def slash(
+        self,
+        text: str,
+        *,
+        user: str = "UALICE",
+        channel: str = "CGENERAL",
+        command: str = "/finetune",
+        **post_options: Any,
+    ) -> Reply:
+        n = next(_counter)
+        form = {
+            "token": "legacy-verification-token",
+            "team_id": TEAM_ID,
+            "team_domain": "acme",
+            "channel_id": channel,
+            "channel_name": "general",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": APP_ID,
+            "response_url": self.emulator.response_url(f"cmd{n}"),
+            "trigger_id": self.emulator.new_trigger_id(),
+        }
+        return self.post(urllib.parse.urlencode(form), "application/x-www-form-urlencoded", **post_options)
+
+    def event(
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        retry_num: int | None = None,
+        **post_options: Any,
+    ) -> Reply:
+        envelope = {
+            "token": "legacy-verification-token",
+            "team_id": TEAM_ID,
+            "api_app_id": APP_ID,
+            "event": {"event_ts": event.get("ts", f"{time.time():.6f}"), **event},
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{next(_counter):010d}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM_ID, "user_id": self.emulator.bot_user_id, "is_bot": True}],
+        }
+        headers = dict(post_options.pop("headers", {}) or {})
+        if retry_num is not None:
+            headers.update({"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"})
+        return self.post(json.dumps(envelope), "application/json", headers=headers, **post_options)
+
+    def mention(self, text: str, *, user: str = "UALICE", channel: str = "CGENERAL", **options: Any) -> Reply:
+        """An ``app_mention`` as Slack delivers it (the message is stored in the emulator too)."""
+        message = self.emulator.post_user_message(channel, f"<@{self.emulator.bot_user_id}> {text}", user)
+        event = {
+            "type": "app_mention",
+            "user": user,
+            "text": message["text"],
+            "ts": message["ts"],
+            "channel": channel,
+        }
+        return self.event(event, **options)
+
+    def press(
+        self,
+        message: dict[str, Any],
+        label: str,
+        *,
+        user: str = "UALICE",
+        channel: str = "CGENERAL",
+        **post_options: Any,
+    ) -> Reply:
+        """Press the button labelled `label` in `message` (a message the bot posted)."""
+        block, element = find_button(message, label)
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM_ID},
+            "api_app_id": APP_ID,
+            "token": "legacy-verification-token",
+            "container": {
+                "type": "message",
+                "message_ts": message["ts"],
+                "channel_id": channel,
+                "is_ephemeral": False,
+                **({"thread_ts": message["thread_ts"]} if message.get("thread_ts") else {}),
+            },
+            "trigger_id": self.emulator.new_trigger_id(),
+            "team": {"id": TEAM_ID, "domain": "acme"},
+            "channel": {"id": channel, "name": "general"},
+            "message": message,
+            "response_url": self.emulator.response_url(f"act{next(_counter)}"),
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": element["action_id"],
+                    "block_id": block.get("block_id", ""),
+                    "text": element["text"],
+                    "value": element.get("value", ""),
+                    "action_ts": f"{time.time():.6f}",
+                    **({"style": element["style"]} if "style" in element else {}),
+                }
+            ],
+        }
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+        return self.post(body, "application/x-www-form-urlencoded", **post_options)
+
+
+def buttons(message: dict[str, Any]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Every button in `message`, by its label."""
+    found = {}
+    for block in message.get("blocks", []):
+        elements = list(block.get("elements", []))
+        if isinstance(block.get("accessory"), dict):
+            elements.append(block["accessory"])
+        for element in elements:
+            if isinstance(element, dict) and element.get("type") == "button":
+                found[element["text"]["text"]] = (block, element)
+    return found
+
+
+def find_button(message: dict[str, Any], label: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    found = buttons(message)
+    if label not in found:
+        raise AssertionError(f"no button {label!r} in message; buttons: {sorted(found)}")
+    return found[label]

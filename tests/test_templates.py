@@ -1,0 +1,99 @@
+"""Every template renders valid Block Kit within Slack's limits, and matches its golden file.
+
+Set UPDATE_GOLDEN=1 to rewrite the golden files after an intended change (and review the diff).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from runner import blockkit
+from runner.exceptions import TemplateError
+from runner.render import render, template_names
+from tests.template_samples import SAMPLES
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_every_template_has_samples():
+    assert set(template_names()) == set(SAMPLES)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_template_renders_within_limits_and_matches_golden(name):
+    rendered = [render(name, **context) for context in SAMPLES[name]]
+    for payload in rendered:
+        assert payload["text"], "every message carries fallback text"
+        assert blockkit.problems(payload) == []
+    golden = GOLDEN / (name.removesuffix(".json.j2") + ".json")
+    text = json.dumps(rendered, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert golden.exists(), f"no golden file for {name}: run with UPDATE_GOLDEN=1"
+    assert text == golden.read_text()
+
+
+def test_limits_are_enforced_at_render_time(tmp_path, monkeypatch):
+    too_many = {"text": "t", "blocks": [{"type": "divider"}] * 51}
+    assert "51 blocks > 50" in blockkit.problems(too_many)[0]
+    assert blockkit.problems(too_many, surface="modal") == []
+    long_button = {
+        "text": "t",
+        "blocks": [
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "b" * 76},
+                        "action_id": "a",
+                        "value": "v" * 2001,
+                        "confirm": {
+                            "title": {"type": "plain_text", "text": "t" * 101},
+                            "text": {"type": "mrkdwn", "text": "c" * 301},
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    found = " ".join(blockkit.problems(long_button))
+    for limit in (
+        "button text longer than 75",
+        "button value longer than 2000",
+        "confirm title longer than 100",
+        "confirm text longer than 300",
+    ):
+        assert limit in found
+    assert (
+        "header longer than 150"
+        in blockkit.problems(
+            {"text": "t", "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}]}
+        )[0]
+    )
+    assert (
+        "longer than 255"
+        in blockkit.problems(
+            {
+                "text": "t",
+                "blocks": [
+                    {"type": "section", "block_id": "b" * 256, "text": {"type": "mrkdwn", "text": "s"}}
+                ],
+            }
+        )[0]
+    )
+    assert (
+        "text longer than 3000"
+        in blockkit.problems(
+            {"text": "t", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "s" * 3001}}]}
+        )[0]
+    )
+
+
+def test_a_missing_variable_is_an_error_naming_the_template():
+    with pytest.raises(TemplateError, match="notice.json.j2"):
+        render("notice.json.j2")
