@@ -13,8 +13,10 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
-from bot.listeners import commands, events, interview, middleware
+from bot.directory import Directory
+from bot.listeners import commands, datasets, events, interview, middleware
 from bot.slack import make_client
+from bot.tally import Throttle
 from runner.config import Settings
 
 log = logging.getLogger(__name__)
@@ -22,10 +24,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Deps:
-    """What listeners need besides Bolt's arguments: settings and the database engine."""
+    """What listeners need besides Bolt's arguments."""
 
     settings: Settings
     engine: Engine
+    directory: Directory
+    tally: Throttle  # refreshes a project's live tally, throttled per project
 
 
 def build_app(
@@ -48,7 +52,12 @@ def build_app(
         process_before_response=False,
         logger=logging.getLogger("ftbot.bolt"),
     )
-    deps = Deps(settings=settings, engine=engine)
-    for surface in (middleware, commands, interview, events):
+    tally = Throttle(
+        lambda project_id: datasets.refresh_tally(deps, app.client, project_id), settings.ftbot_tally_interval
+    )
+    deps = Deps(
+        settings=settings, engine=engine, directory=Directory(settings.ftbot_directory_ttl), tally=tally
+    )
+    for surface in (middleware, commands, interview, datasets, events):
         surface.register(app, deps)
     return app

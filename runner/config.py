@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     ftbot_trainers: tuple[str, ...] = Field(default=(), description="Slack user ids allowed to train")
     ftbot_oncall: tuple[str, ...] = Field(default=(), description="User ids / group ids allowed to roll back")
     ftbot_admins: tuple[str, ...] = Field(default=(), description="User ids allowed everything")
+    ftbot_tally_interval: float = Field(
+        default=3.0, description="Seconds between live-tally refreshes of a project (Slack rate limits)"
+    )
+    ftbot_directory_ttl: float = Field(default=60.0, description="Seconds user-group members are cached")
     slack_client_id: str | None = Field(default=None, description="Must stay unset (see below)")
     slack_client_secret: str | None = Field(default=None, description="Must stay unset (see below)")
 

@@ -27,3 +27,15 @@ class InterviewFinished(InterviewError):
 
 class StaleAction(InterviewError):
     """The button belongs to a step that has since been answered (a double press or an old message)."""
+
+
+class DatasetError(FtbotError):
+    """A contribution, label set or dataset operation that does not fit; the message says how to fix it."""
+
+
+class ProjectNotFound(DatasetError):
+    """No project has that name."""
+
+
+class NotProjectOwner(DatasetError):
+    """Only the project owner (or an admin) may do this."""

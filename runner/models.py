@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, DateTime, Text
+from sqlalchemy import Column, DateTime, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -69,3 +69,123 @@ class ProcessedEvent(SQLModel, table=True):
     event_id: str = Field(primary_key=True, max_length=64)
     event_type: str = Field(default="", max_length=64)
     received_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+
+
+class TaskType(StrEnum):
+    CLASSIFICATION = "classification"
+    EXTRACTION = "extraction"
+    GENERATION = "generation"
+
+
+class Project(SQLModel, table=True):
+    """A dataset project: its task, label legend, reviewers, gates and where its thread lives."""
+
+    __tablename__ = "project"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=64)
+    task_type: str = Field(max_length=16)
+    channel_id: str = Field(max_length=32)
+    root_ts: str | None = Field(default=None, index=True, max_length=32)
+    owner_id: str = Field(max_length=32)
+    labels_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    fields_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    reviewers_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    reviewer_groups_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    min_per_label: int = Field(default=10)
+    agreement_threshold: float = Field(default=0.6)
+    eval_fraction: float = Field(default=0.2)
+    instructions: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    interview_id: int | None = Field(default=None, foreign_key="interview.id")
+    tally_updated_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+
+
+class Example(SQLModel, table=True):
+    """One labeled-or-not example: a Slack message (or an imported row) and its target output."""
+
+    __tablename__ = "example"
+    __table_args__ = (UniqueConstraint("project_id", "channel_id", "message_ts", name="uq_example_message"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    channel_id: str = Field(default="", max_length=32)
+    message_ts: str = Field(max_length=48)
+    author_id: str = Field(default="", max_length=32)
+    source: str = Field(default="thread", max_length=16)
+    raw_text: str = Field(sa_column=Column(Text, nullable=False))
+    input_text: str = Field(sa_column=Column(Text, nullable=False))
+    target_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    overlong: bool = Field(default=False)
+    final_label: str | None = Field(default=None, max_length=64)
+    decided_by: str | None = Field(default=None, max_length=64)
+    decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    warning_marked: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+    edited_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    deleted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class Vote(SQLModel, table=True):
+    """A reviewer's reaction on an example; the unique key makes a redelivered reaction a no-op."""
+
+    __tablename__ = "vote"
+    __table_args__ = (UniqueConstraint("example_id", "reviewer_id", "value", name="uq_vote"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    example_id: int = Field(foreign_key="example.id", index=True)
+    reviewer_id: str = Field(max_length=32)
+    value: str = Field(max_length=64)
+    stale: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+
+
+class ReviewerHint(SQLModel, table=True):
+    """Non-reviewers who already got the one ephemeral hint for a project."""
+
+    __tablename__ = "reviewer_hint"
+
+    project_id: int = Field(foreign_key="project.id", primary_key=True)
+    user_id: str = Field(primary_key=True, max_length=32)
+
+
+class Snapshot(SQLModel, table=True):
+    """A frozen, content-addressed dataset version: the id is the hash of its examples and splits."""
+
+    __tablename__ = "snapshot"
+
+    id: str = Field(primary_key=True, max_length=64)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    created_by: str = Field(default="", max_length=64)
+    n_train: int = Field(default=0)
+    n_eval: int = Field(default=0)
+    stats_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+
+
+class SnapshotExample(SQLModel, table=True):
+    """One example as frozen in a snapshot (copied, so later edits never change a snapshot)."""
+
+    __tablename__ = "snapshot_example"
+
+    snapshot_id: str = Field(foreign_key="snapshot.id", primary_key=True, max_length=64)
+    example_id: int = Field(primary_key=True)
+    split: str = Field(max_length=8)
+    input_text: str = Field(sa_column=Column(Text, nullable=False))
+    target: str = Field(sa_column=Column(Text, nullable=False))
+    label: str = Field(default="", max_length=64)
+
+
+class AuditEntry(SQLModel, table=True):
+    """Every privileged attempt, allowed or refused: who, what, on which project, and why."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+    user_id: str = Field(max_length=32)
+    action: str = Field(max_length=32)
+    project_id: int | None = Field(default=None, foreign_key="project.id", index=True)
+    target: str = Field(default="", max_length=128)
+    allowed: bool = Field(default=False)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))

@@ -60,11 +60,11 @@ def template_names() -> list[str]:
     return sorted(p.name for p in template_dir().glob("*.json.j2") if not p.name.startswith("_"))
 
 
-def render(name: str, surface: str = "message", **context: Any) -> dict[str, Any]:
-    """Render template `name` with `context` into a Slack payload.
+def render(template: str, /, surface: str = "message", **context: Any) -> dict[str, Any]:
+    """Render `template` with `context` into a Slack payload.
 
     Args:
-        name: file name under ``templates/``, e.g. ``"interview_question.json.j2"``.
+        template: file name under ``templates/``, e.g. ``"interview_question.json.j2"``.
         surface: ``"message"`` (``{"text", "blocks"}``), ``"modal"`` or ``"home"`` (a view object).
         context: the template's variables; a missing one is an error (StrictUndefined).
 
@@ -75,14 +75,14 @@ def render(name: str, surface: str = "message", **context: Any) -> dict[str, Any
         TemplateError: undefined variable, invalid JSON, or a Block Kit limit broken.
     """
     try:
-        raw = environment().get_template(name).render(**context)
+        raw = environment().get_template(template).render(**context)
     except jinja2.TemplateError as exc:
-        raise TemplateError(f"{name}: {exc}") from exc
+        raise TemplateError(f"{template}: {exc}") from exc
     try:
         payload = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise TemplateError(f"{name} rendered invalid JSON: {exc}") from exc
+        raise TemplateError(f"{template} rendered invalid JSON: {exc}") from exc
     found = blockkit.problems(payload, surface)
     if found:
-        raise TemplateError(f"{name} breaks Slack's limits: {'; '.join(found)}")
+        raise TemplateError(f"{template} breaks Slack's limits: {'; '.join(found)}")
     return payload

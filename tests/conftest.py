@@ -27,7 +27,7 @@ from bot.app import build_app
 from bot.http import FtbotRequestHandler
 from runner.config import Settings
 from runner.db import make_engine, upgrade
-from tests.slack_client import SlackSide
+from tests.slack_client import SlackPeople
 from tests.slack_emulator import SlackEmulator
 
 DATABASES = [
@@ -93,6 +93,7 @@ def settings(tmp_path: Any, emulator: SlackEmulator) -> Settings:
         slack_signing_secret=SIGNING_SECRET,
         slack_api_url=emulator.base_url,
         ftbot_data_dir=tmp_path / "data",
+        ftbot_tally_interval=0.2,  # tests see throttled refreshes quickly; the logic is the same
     )
 
 
@@ -110,7 +111,7 @@ class RunningBot:
     """The real Bolt app behind ftbot's WSGI handler, served over HTTP on a local port."""
 
     url: str
-    slack: SlackSide
+    slack: SlackPeople
     app: Any
     server: _ThreadingWSGIServer
 
@@ -136,7 +137,7 @@ def start_bot(settings: Settings, engine: Engine, emulator: SlackEmulator) -> Ru
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
-    return RunningBot(url, SlackSide(url + "/slack/events", SIGNING_SECRET, emulator), app, server)
+    return RunningBot(url, SlackPeople(url + "/slack/events", SIGNING_SECRET, emulator), app, server)
 
 
 @pytest.fixture
@@ -147,5 +148,5 @@ def bot(settings: Settings, engine: Engine, emulator: SlackEmulator) -> Iterator
 
 
 @pytest.fixture
-def slack(bot: RunningBot) -> SlackSide:
+def slack(bot: RunningBot) -> SlackPeople:
     return bot.slack

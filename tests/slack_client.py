@@ -195,3 +195,124 @@ def find_button(message: dict[str, Any], label: str) -> tuple[dict[str, Any], di
     if label not in found:
         raise AssertionError(f"no button {label!r} in message; buttons: {sorted(found)}")
     return found[label]
+
+
+def view_state(view: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """The ``view.state.values`` Slack sends on submit, for the input blocks of `view` filled with `values`.
+
+    `values` maps block_id → a string (text and number inputs, static selects by option value) or
+    a list of user ids (user selects). Blocks not named are left empty, as a person would.
+    """
+    state: dict[str, Any] = {}
+    for block in view.get("blocks", []):
+        if block.get("type") != "input" or block["block_id"] not in values:
+            continue
+        element, value = block["element"], values[block["block_id"]]
+        kind = element["type"]
+        if kind == "static_select":
+            option = next(o for o in element["options"] if o["value"] == value)
+            entry: dict[str, Any] = {"type": kind, "selected_option": option}
+        elif kind == "multi_users_select":
+            entry = {"type": kind, "selected_users": list(value)}
+        else:
+            entry = {"type": kind, "value": str(value)}
+        state[block["block_id"]] = {element["action_id"]: entry}
+    return state
+
+
+def _view_payload(view: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    return {**view, "state": {"values": view_state(view, values)}}
+
+
+class SlackPeople(SlackSide):
+    """`SlackSide` plus what people do in channels: reply in threads, react, submit modals."""
+
+    def reply(self, channel: str, thread_ts: str, text: str, user: str) -> dict[str, Any]:
+        """Post `text` as `user` in a thread (stored in the emulator) and deliver the message event."""
+        message = self.emulator.post_user_message(channel, text, user, thread_ts=thread_ts)
+        event = {
+            "type": "message",
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": message["ts"],
+            "thread_ts": thread_ts,
+            "channel_type": "channel",
+        }
+        assert self.event(event).status == 200
+        return message
+
+    def react(
+        self, channel: str, ts: str, emoji: str, user: str, *, added: bool = True, event_id: str | None = None
+    ) -> Reply:
+        event = {
+            "type": "reaction_added" if added else "reaction_removed",
+            "user": user,
+            "reaction": emoji,
+            "item": {"type": "message", "channel": channel, "ts": ts},
+            "item_user": "UALICE",
+            "event_ts": f"{time.time():.6f}",
+        }
+        return self.event(event, event_id=event_id)
+
+    def edit(self, channel: str, message: dict[str, Any], new_text: str) -> Reply:
+        edited = {
+            **message,
+            "text": new_text,
+            "edited": {"user": message.get("user"), "ts": f"{time.time():.6f}"},
+        }
+        event = {
+            "type": "message",
+            "subtype": "message_changed",
+            "channel": channel,
+            "hidden": True,
+            "message": edited,
+            "previous_message": message,
+            "ts": f"{time.time():.6f}",
+        }
+        return self.event(event)
+
+    def delete(self, channel: str, message: dict[str, Any]) -> Reply:
+        event = {
+            "type": "message",
+            "subtype": "message_deleted",
+            "channel": channel,
+            "hidden": True,
+            "deleted_ts": message["ts"],
+            "previous_message": message,
+            "ts": f"{time.time():.6f}",
+        }
+        return self.event(event)
+
+    def submit(self, view: dict[str, Any], values: dict[str, Any], *, user: str = "UALICE") -> Reply:
+        """Submit the modal `view` (as stored by views.open) with `values`, as Slack's client does."""
+        payload = {
+            "type": "view_submission",
+            "team": {"id": TEAM_ID, "domain": "acme"},
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM_ID},
+            "api_app_id": APP_ID,
+            "token": "legacy-verification-token",
+            "trigger_id": self.emulator.new_trigger_id(),
+            "view": _view_payload(view, values),
+            "response_urls": [],
+        }
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+        return self.post(body, "application/x-www-form-urlencoded")
+
+    def message_shortcut(
+        self, callback_id: str, channel: str, message: dict[str, Any], *, user: str = "UALICE"
+    ) -> Reply:
+        payload = {
+            "type": "message_action",
+            "callback_id": callback_id,
+            "team": {"id": TEAM_ID, "domain": "acme"},
+            "user": {"id": user, "name": user.lower()},
+            "channel": {"id": channel, "name": "general"},
+            "message": message,
+            "message_ts": message["ts"],
+            "trigger_id": self.emulator.new_trigger_id(),
+            "response_url": self.emulator.response_url(f"sc{next(_counter)}"),
+            "token": "legacy-verification-token",
+        }
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+        return self.post(body, "application/x-www-form-urlencoded")

@@ -92,3 +92,116 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
     ],
     "notice.json.j2": [{"text": "That button was already used."}, {"text": LONG * 10}],
 }
+
+GATES = [
+    {
+        "name": "Examples per label",
+        "value": "3 (fewest)",
+        "threshold": "≥ 10",
+        "passed": False,
+        "advice": "Post more examples in the thread, especially shipping.",
+    },
+    {
+        "name": "Reviewer agreement",
+        "value": "0.81 (krippendorff)",
+        "threshold": "≥ 0.60",
+        "passed": True,
+        "advice": "Agree a rubric.",
+    },
+]
+STATUS = {
+    "name": "ticket-router",
+    "gates": GATES,
+    "trainable": False,
+    "can_train": False,
+    "total": 40,
+    "pending": 3,
+    "rejected": 1,
+    "overlong": 0,
+    "stale": 2,
+}
+
+SAMPLES.update(
+    {
+        "project_modal.json.j2": [
+            {"metadata": '{"channel": "C1", "interview": 3}', "channel_id": "C1", "name": None}
+        ],
+        "add_to_dataset_modal.json.j2": [
+            {
+                "metadata": "{}",
+                "projects": [{"name": "ticket-router", "task_type": "classification"}],
+                "in_thread": False,
+                "preview": "my card was billed twice",
+            },
+            {
+                "metadata": "{}",
+                "projects": [{"name": f"p{i}", "task_type": "generation"} for i in range(100)],
+                "in_thread": True,
+                "preview": LONG,
+            },
+        ],
+        "project_root.json.j2": [
+            {
+                "name": "ticket-router",
+                "task_type": "classification",
+                "legend": [":one: billing", ":two: technical"],
+                "total": 42,
+                "pending": 3,
+                "conflicts": 1,
+                "agreement": "Krippendorff's α 0.88, 91% raw",
+                "gates_passed": 4,
+                "gates_total": 6,
+                "trainable": False,
+                "counts": ["billing: 8", "technical: 7"],
+                "reviewers": ["<@UALICE>", "<!subteam^S1>"],
+            },
+            {
+                "name": "drafts",
+                "task_type": "generation",
+                "legend": [":white_check_mark: accept", ":x: reject"],
+                "total": 0,
+                "pending": 0,
+                "conflicts": 0,
+                "agreement": "not enough overlapping votes yet",
+                "gates_passed": 6,
+                "gates_total": 6,
+                "trainable": True,
+                "counts": [],
+                "reviewers": [],
+            },
+        ],
+        "project_status.json.j2": [
+            STATUS,
+            {**STATUS, "trainable": True, "can_train": True, "gates": [{**g, "passed": True} for g in GATES]},
+        ],
+        "conflicts.json.j2": [
+            {"name": "ticket-router", "items": [], "total": 0, "choices": []},
+            {
+                "name": "ticket-router",
+                "total": 40,
+                "items": [
+                    {"id": i, "input": LONG, "target": LONG, "votes": "billing ×1, technical ×1"}
+                    for i in range(15)
+                ],
+                "choices": [{"label": f"label{i} :{i}:", "value": f"label{i}"} for i in range(25)],
+            },
+        ],
+        "home.json.j2": [
+            {"projects": []},
+            {
+                "projects": [
+                    {
+                        "name": f"p{i}",
+                        "task_type": "classification",
+                        "channel_id": "C1",
+                        "total": 10,
+                        "passed": 3,
+                        "trainable": False,
+                        "gates": [{"line": ":x: Examples per label: 3 (≥ 10)"}] * 6,
+                    }
+                    for i in range(30)
+                ]
+            },
+        ],
+    }
+)

@@ -213,16 +213,19 @@ def test_every_subscribed_event_has_a_listener(slack, emulator):
     import yaml
 
     manifest = yaml.safe_load(Path("deploy/slack-manifest.yml").read_text())
-    for event_type in manifest["settings"]["event_subscriptions"]["bot_events"]:
+    for subscription in manifest["settings"]["event_subscriptions"]["bot_events"]:
         message = emulator.post_user_message("CGENERAL", "<@UBOT> help", "UALICE")
         event = {
-            "type": event_type,
+            "type": subscription.split(".")[0],  # message.channels arrives as type "message"
             "user": "UALICE",
             "text": message["text"],
             "ts": message["ts"],
             "channel": "CGENERAL",
+            "item": {"type": "message", "channel": "CGENERAL", "ts": message["ts"]},
+            "reaction": "one",
+            "tab": "home",
         }
-        assert slack.event(event).status == 200, event_type
+        assert slack.event(event).status == 200, subscription
 
 
 def test_a_channel_the_bot_is_not_in_gets_an_ephemeral_hint(slack, emulator):

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
+from bot.listeners import datasets as datasets_listeners
 from bot.listeners import interview
 from bot.slack import call
-from runner import interviews
+from runner import datasets, interviews
 from runner.db import session_scope
+from runner.exceptions import DatasetError
 from runner.render import render
 
 if TYPE_CHECKING:
@@ -98,6 +100,53 @@ def history(inv: Invocation) -> None:
     call(inv.client, "chat_postEphemeral", channel=inv.channel_id, user=inv.user_id, **payload)
 
 
+def _project_arg(inv: Invocation, usage: str) -> str | None:
+    if not inv.args:
+        inv.respond(response_type="ephemeral", text=f"Usage: `{COMMAND} {usage}`")
+        return None
+    return inv.args[0].lower()
+
+
+def _ephemeral(inv: Invocation, payload: dict[str, Any]) -> None:
+    call(inv.client, "chat_postEphemeral", channel=inv.channel_id, user=inv.user_id, **payload)
+
+
+def new_project(inv: Invocation) -> None:
+    datasets_listeners.open_project_modal(
+        inv.deps, inv.client, str(inv.body["trigger_id"]), inv.channel_id, None
+    )
+
+
+def status(inv: Invocation) -> None:
+    name = _project_arg(inv, "status <project>")
+    if name is None:
+        return
+    try:
+        with session_scope(inv.deps.engine) as session:
+            project = datasets.get_project(session, name)
+            stats = datasets.project_stats(session, project)
+    except DatasetError as exc:
+        _ephemeral(inv, datasets_listeners.notice(str(exc)))
+        return
+    can_train = datasets.is_owner(project, inv.user_id, inv.deps.settings.ftbot_admins) or (
+        inv.user_id in inv.deps.settings.ftbot_trainers
+    )
+    _ephemeral(inv, datasets_listeners.status_payload(stats, can_train=can_train))
+
+
+def conflicts(inv: Invocation) -> None:
+    name = _project_arg(inv, "conflicts <project>")
+    if name is None:
+        return
+    try:
+        with session_scope(inv.deps.engine) as session:
+            stats = datasets.project_stats(session, datasets.get_project(session, name))
+    except DatasetError as exc:
+        _ephemeral(inv, datasets_listeners.notice(str(exc)))
+        return
+    _ephemeral(inv, datasets_listeners.conflicts_payload(stats))
+
+
 def show_help(inv: Invocation) -> None:
     call(inv.client, "chat_postEphemeral", channel=inv.channel_id, user=inv.user_id, **help_payload())
 
@@ -108,6 +157,18 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         Subcommand("start", "[start] [topic]", "run the fine-tuning readiness interview in a thread", start),
         Subcommand(
             "history", "history", "this channel's readiness interviews and their recommendations", history
+        ),
+        Subcommand(
+            "new", "new", "create a dataset project: examples in a thread, labels by reaction", new_project
+        ),
+        Subcommand(
+            "status", "status <project>", "a project's readiness gates: counts, agreement, conflicts", status
+        ),
+        Subcommand(
+            "conflicts",
+            "conflicts <project>",
+            "examples reviewers disagree on; owners settle them",
+            conflicts,
         ),
         Subcommand("help", "help", "this list", show_help),
     )
