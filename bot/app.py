@@ -9,15 +9,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from redis import Redis
 from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
 from bot.directory import Directory
-from bot.listeners import commands, datasets, events, interview, middleware
-from bot.slack import make_client
+from bot.listeners import commands, datasets, events, interview, middleware, registry, training
 from bot.tally import Throttle
 from runner.config import Settings
+from runner.slackapi import make_client
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class Deps:
     engine: Engine
     directory: Directory
     tally: Throttle  # refreshes a project's live tally, throttled per project
+    redis: Redis  # job queues (connects on first use)
 
 
 def build_app(
@@ -56,8 +58,12 @@ def build_app(
         lambda project_id: datasets.refresh_tally(deps, app.client, project_id), settings.ftbot_tally_interval
     )
     deps = Deps(
-        settings=settings, engine=engine, directory=Directory(settings.ftbot_directory_ttl), tally=tally
+        settings=settings,
+        engine=engine,
+        directory=Directory(settings.ftbot_directory_ttl),
+        tally=tally,
+        redis=Redis.from_url(settings.redis_url),
     )
-    for surface in (middleware, commands, interview, datasets, events):
+    for surface in (middleware, commands, interview, datasets, training, registry, events):
         surface.register(app, deps)
     return app

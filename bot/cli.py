@@ -241,14 +241,14 @@ def _database() -> Iterator[Session]:
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # before alembic's import-time logging
         logging.getLogger("alembic").setLevel(logging.WARNING)  # keep stderr for what went wrong
     from runner.db import session_scope, upgrade
-    from runner.exceptions import DatasetError
+    from runner.exceptions import DatasetError, TrainingRequestError
 
     engine = _engine(_settings())
     try:
         upgrade(engine)
         with session_scope(engine) as session:
             yield session
-    except DatasetError as exc:
+    except (DatasetError, TrainingRequestError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         engine.dispose()
@@ -508,6 +508,302 @@ def import_cmd(project_name: str, file: Path, imported_by: str | None, as_json: 
             click.echo(f"  row {row}: {reason}")
     if not report.added and not report.skipped:
         sys.exit(1)
+
+
+# --- training: worker, train, runs, tiny model ------------------------------------------------
+
+
+@cli.command()
+@click.option("--queues", default=None, help="Comma-separated queues (default FTBOT_QUEUES: train,eval).")
+@click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
+@click.option("--name", default=None, help="Worker name (default: RQ's host.pid).")
+def worker(queues: str | None, burst: bool, name: str | None) -> None:
+    """Run an RQ worker for training and evaluation jobs (one per GPU; many may share one Redis)."""
+    from runner.db import upgrade
+    from runner.worker import run_worker
+
+    settings = _settings()
+    upgrade(_engine(settings))
+    run_worker(
+        settings, queues=tuple(_ids(queues)) if queues else settings.ftbot_queues, burst=burst, name=name
+    )
+
+
+def _follow(run_id: int) -> str:
+    """Show a run's progress until it ends; returns its final status."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from runner.db import session_scope
+    from runner.models import TERMINAL_RUN_STATUSES, TrainingRun
+
+    engine = _engine(_settings())
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeRemainingColumn(),
+    ) as bar:
+        task = bar.add_task(f"run {run_id}", total=None, detail="queued")
+        while True:
+            with session_scope(engine) as session:
+                run = session.get(TrainingRun, run_id)
+                assert run is not None
+                progress, status = json.loads(run.progress_json or "{}"), run.status
+            if progress:
+                bar.update(
+                    task,
+                    total=progress["total_steps"],
+                    completed=progress["step"],
+                    detail=f"{status} · loss {progress['loss']} · {progress['tokens_per_s']} tok/s",
+                )
+            else:
+                bar.update(task, detail=status)
+            if status in TERMINAL_RUN_STATUSES:
+                return status
+            time.sleep(1.0)  # polling a local database once a second for a terminal display
+
+
+def _print_run(run: Any, version: int | None = None) -> None:
+    line = f"run {run.id}: {run.status}"
+    if version is not None:
+        line += f" → v{version} (candidate)"
+    if run.error:
+        line += f"\n  why: {run.error}"
+    if run.advice:
+        line += f"\n  next: {run.advice}"
+    click.echo(line)
+
+
+@cli.command()
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("options", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--wait", is_flag=True, help="Follow the job to the end with a progress bar.")
+@click.option("--inline", is_flag=True, help="Train in this process, without Redis or a worker.")
+@click.option("--ignore-gates", is_flag=True, help="Train even when the dataset's readiness gates fail.")
+def train(project_name: str, options: tuple[str, ...], wait: bool, inline: bool, ignore_gates: bool) -> None:
+    """Snapshot PROJECT and train a LoRA adapter on it (options: base_model, epochs, lr, lora_r, …)."""
+    from redis import Redis
+
+    from runner import datasets, jobs
+    from runner.models import TrainingRun
+
+    settings = _settings()
+    with _database() as session:
+        found = datasets.get_project(session, project_name)
+        run = jobs.start_training(
+            session,
+            settings=settings,
+            connection=None if inline else Redis.from_url(settings.redis_url),
+            project=found,
+            overrides=jobs.parse_overrides(list(options)),
+            requested_by=f"cli:{_whoami()}"[:64],
+            require_gates=not ignore_gates,
+        )
+        run_id = run.id
+    assert run_id is not None
+    if inline:
+        click.echo(f"run {run_id}: training in this process")
+        try:
+            jobs.train_job(run_id)
+        except Exception as exc:
+            jobs.mark_ended(
+                run_id, jobs.RunStatus.FAILED, f"{type(exc).__name__}: {exc}", jobs.advice_for(exc)
+            )
+    elif wait:
+        click.echo(f"run {run_id} queued (job {jobs.train_job_id(run_id)})")
+        _follow(run_id)
+    else:
+        click.echo(
+            f"run {run_id} queued (job {jobs.train_job_id(run_id)}); follow it with `ftbot runs {found.name}`"
+        )
+        return
+    with _database() as session:
+        done = session.get(TrainingRun, run_id)
+        assert done is not None
+        version = next((v.number for v in jobs.versions(session, found) if v.id == done.version_id), None)
+        _print_run(done, version)
+        if done.status != "finished":
+            sys.exit(1)
+
+
+@cli.command("runs")
+@click.argument("project_name", metavar="PROJECT")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def runs_cmd(project_name: str, as_json: bool) -> None:
+    """PROJECT's training runs, newest first, with status and metrics."""
+    from runner import datasets, jobs
+
+    with _database() as session:
+        found = datasets.get_project(session, project_name)
+        numbers = {v.id: v.number for v in jobs.versions(session, found)}
+        rows = [
+            {
+                "id": r.id,
+                "status": r.status,
+                "snapshot": r.snapshot_id,
+                "version": numbers.get(r.version_id),
+                "requested_by": r.requested_by,
+                "created_at": str(r.created_at),
+                "progress": json.loads(r.progress_json or "{}"),
+                "metrics": json.loads(r.metrics_json) if r.metrics_json else None,
+                "error": r.error,
+                "advice": r.advice,
+            }
+            for r in jobs.runs(session, found)
+        ]
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        metrics = row["metrics"] or {}
+        detail = (
+            f"v{row['version']} · loss {metrics.get('final_train_loss', float('nan')):.4f} · "
+            f"{metrics.get('tokens_per_s', 0):.0f} tok/s"
+            if row["status"] == "finished"
+            else (row["error"] or "")
+        )
+        click.echo(f"run {row['id']:>4}  {row['status']:<9}  {row['created_at'][:19]}  {detail}")
+
+
+@cli.command("tiny-model")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--project", "project_name", default=None, help="Build the vocabulary from this project's texts."
+)
+@click.option(
+    "--synthetic", default=2000, show_default=True, help="Synthetic support tickets for the vocabulary."
+)
+@click.option("--layers", default=2, show_default=True)
+@click.option("--hidden", default=128, show_default=True)
+def tiny_model(out_dir: Path, project_name: str | None, synthetic: int, layers: int, hidden: int) -> None:
+    """Build a small random Llama-architecture model and a locally trained tokenizer in OUT_DIR.
+
+    No weights are downloaded: tests and the CPU demo train this model. Use it as FTBOT_BASE_MODEL.
+    """
+    from runner import synthetic as synthetic_data
+    from runner.tinymodel import make_tiny_model
+
+    texts = synthetic_data.ticket_texts(synthetic) if synthetic else []
+    if project_name:
+        from runner import datasets
+
+        with _database() as session:
+            found = datasets.get_project(session, project_name)
+            texts += [found.instructions, *datasets.legend(found).values()]
+            for example in datasets.live_examples(session, found):
+                texts += [example.input_text, example.target_text or ""]
+    path = make_tiny_model(out_dir, [t for t in texts if t], num_layers=layers, hidden_size=hidden)
+    click.echo(f"tiny model written to {path}")
+
+
+# --- the registry: versions, promote, rollback ---------------------------------------------------
+
+
+@cli.command("versions")
+@click.argument("project_name", metavar="PROJECT")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def versions_cmd(project_name: str, as_json: bool) -> None:
+    """PROJECT's model versions: status, lineage (snapshot, base model, config) and eval metrics."""
+    from runner import datasets, registry
+
+    with _database() as session:
+        found = datasets.get_project(session, project_name)
+        rows = [
+            {
+                "version": v.number,
+                "status": v.status,
+                "snapshot": v.snapshot_id,
+                "base_model": v.base_model,
+                "run_id": v.run_id,
+                "artifact_path": v.artifact_path,
+                "created_at": str(v.created_at),
+                "config": json.loads(v.config_json),
+                "train_metrics": json.loads(v.metrics_json or "{}"),
+                "eval": json.loads(v.eval_json) if v.eval_json else None,
+            }
+            for v in registry.versions(session, found)
+        ]
+        deployments = [
+            {"action": d.action, "version_id": d.version_id, "by": d.by, "reason": d.reason, "at": str(d.at)}
+            for d in registry.history(session, found)
+        ]
+    if as_json:
+        _echo_json({"project": project_name, "versions": rows, "deployments": deployments})
+        return
+    for row in rows:
+        headline = ((row["eval"] or {}).get("candidate") or {}).get("headline")
+        detail = f" · eval {headline:.3f}" if isinstance(headline, int | float) else ""
+        click.echo(
+            f"v{row['version']:<3} {row['status']:<10} snapshot {row['snapshot'][:12]} · "
+            f"{row['base_model']}{detail}"
+        )
+
+
+def _registry_action(action: str, project_name: str, number: int | None, reason: str) -> None:
+    from runner import audit, datasets, registry
+    from runner.exceptions import RegistryError
+
+    who = f"cli:{_whoami()}"[:64]
+    with _database() as session:
+        found = datasets.get_project(session, project_name)
+        try:
+            if action == "promote":
+                assert number is not None
+                move = registry.promote(session, _settings(), found, number, by=who, reason=reason)
+            else:
+                move = registry.rollback(session, _settings(), found, by=who, to=number, reason=reason)
+        except RegistryError as exc:
+            audit.record(
+                session,
+                user_id=who,
+                action=action,
+                allowed=True,
+                project_id=found.id,
+                target=f"v{number}" if number else "",
+                detail=f"not done: {exc}",
+            )
+            raise click.ClickException(str(exc)) from exc
+        audit.record(
+            session,
+            user_id=who,
+            action=action,
+            allowed=True,
+            project_id=found.id,
+            target=f"v{move.previous or '-'} → v{move.version}",
+            detail=reason,
+        )
+    click.echo(
+        f"{project_name}: v{move.version} in production "
+        f"(was {f'v{move.previous}' if move.previous else 'none'});"
+        f" manifest {move.manifest}"
+    )
+
+
+def _version_number(text: str) -> int:
+    match = re.fullmatch(r"v?(\d+)", text.strip())
+    if not match:
+        raise click.BadParameter(f"expected a version like v3, got {text!r}")
+    return int(match.group(1))
+
+
+@cli.command()
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("version", metavar="vN")
+@click.option("--reason", default="promoted from the command line", show_default=True)
+def promote(project_name: str, version: str, reason: str) -> None:
+    """Put version vN of PROJECT in production (writes the deployment manifest, calls the hook)."""
+    _registry_action("promote", project_name, _version_number(version), reason)
+
+
+@cli.command()
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("version", metavar="[vN]", required=False)
+@click.option("--reason", default="rolled back from the command line", show_default=True)
+def rollback(project_name: str, version: str | None, reason: str) -> None:
+    """Move PROJECT's production back to the previous version, or to vN."""
+    _registry_action("rollback", project_name, _version_number(version) if version else None, reason)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from slack_sdk import WebClient
 
-from bot.slack import call
+from runner.slackapi import call
 
 
 class Directory:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, ValidationError, computed_field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from runner.exceptions import ConfigError
 
@@ -33,6 +34,10 @@ def _split_ids(value: object) -> tuple[str, ...]:
     return tuple(part.strip() for part in str(value).split(",") if part.strip())
 
 
+# Comma-separated in the environment ("U1,U2"), not JSON.
+IdList = Annotated[tuple[str, ...], NoDecode]
+
+
 class Settings(BaseSettings):
     """ftbot's configuration; see the README's configuration table for each variable."""
 
@@ -46,17 +51,28 @@ class Settings(BaseSettings):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for RQ job queues")
     ftbot_data_dir: Path = Field(default_factory=_default_data_dir, description="Artifacts and SQLite")
     ftbot_base_model: str | None = Field(default=None, description="Hugging Face id or local path")
-    ftbot_trainers: tuple[str, ...] = Field(default=(), description="Slack user ids allowed to train")
-    ftbot_oncall: tuple[str, ...] = Field(default=(), description="User ids / group ids allowed to roll back")
-    ftbot_admins: tuple[str, ...] = Field(default=(), description="User ids allowed everything")
+    ftbot_trainers: IdList = Field(default=(), description="Slack user ids allowed to train")
+    ftbot_oncall: IdList = Field(default=(), description="User ids / group ids allowed to roll back")
+    ftbot_admins: IdList = Field(default=(), description="User ids allowed everything")
     ftbot_tally_interval: float = Field(
         default=3.0, description="Seconds between live-tally refreshes of a project (Slack rate limits)"
+    )
+    ftbot_job_timeout: int = Field(default=6 * 3600, description="Seconds before RQ kills a training job")
+    ftbot_progress_interval: float = Field(
+        default=10.0, description="Seconds between progress updates in Slack"
+    )
+    ftbot_heartbeat_timeout: float = Field(
+        default=90.0, description="Seconds without a heartbeat before a running job counts as dead"
+    )
+    ftbot_queues: IdList = Field(default=("train", "eval"), description="Queues `ftbot worker` serves")
+    ftbot_deploy_hook: str | None = Field(
+        default=None, description="Command or http(s) URL called with the new deployment manifest"
     )
     ftbot_directory_ttl: float = Field(default=60.0, description="Seconds user-group members are cached")
     slack_client_id: str | None = Field(default=None, description="Must stay unset (see below)")
     slack_client_secret: str | None = Field(default=None, description="Must stay unset (see below)")
 
-    @field_validator("ftbot_trainers", "ftbot_oncall", "ftbot_admins", mode="before")
+    @field_validator("ftbot_trainers", "ftbot_oncall", "ftbot_admins", "ftbot_queues", mode="before")
     @classmethod
     def _ids(cls, value: object) -> tuple[str, ...]:
         return _split_ids(value)

@@ -39,3 +39,19 @@ class ProjectNotFound(DatasetError):
 
 class NotProjectOwner(DatasetError):
     """Only the project owner (or an admin) may do this."""
+
+
+class TrainingRequestError(FtbotError):
+    """A training request that cannot be queued (gates failing, bad options); the message says why."""
+
+
+class RegistryError(FtbotError):
+    """A promote, rollback or discard that cannot be done; the message says why."""
+
+
+class StaleRegistryAction(RegistryError):
+    """The state the request was based on has changed (a double press, an old button); nothing changed."""
+
+
+class DeployHookError(RegistryError):
+    """The deploy hook failed, so production stays where it was."""

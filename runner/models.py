@@ -189,3 +189,97 @@ class AuditEntry(SQLModel, table=True):
     target: str = Field(default="", max_length=128)
     allowed: bool = Field(default=False)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_RUN_STATUSES = frozenset({RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class TrainingRun(SQLModel, table=True):
+    """One training job: its resolved config, where it reports in Slack, its progress and outcome."""
+
+    __tablename__ = "training_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    snapshot_id: str = Field(foreign_key="snapshot.id", max_length=64)
+    status: str = Field(default=RunStatus.QUEUED.value, index=True, max_length=16)
+    config_json: str = Field(sa_column=Column(Text, nullable=False))
+    requested_by: str = Field(default="", max_length=64)
+    rq_job_id: str | None = Field(default=None, max_length=64)
+    eval_job_id: str | None = Field(default=None, max_length=64)
+    channel_id: str | None = Field(default=None, max_length=32)
+    thread_ts: str | None = Field(default=None, max_length=32)
+    status_ts: str | None = Field(default=None, max_length=32)
+    progress_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    metrics_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    advice: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    worker: str | None = Field(default=None, max_length=128)
+    pid: int | None = Field(default=None)
+    version_id: int | None = Field(default=None)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+    started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    heartbeat_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class VersionStatus(StrEnum):
+    CANDIDATE = "candidate"
+    PRODUCTION = "production"
+    RETIRED = "retired"
+    DISCARDED = "discarded"
+
+
+class ModelVersion(SQLModel, table=True):
+    """A registered adapter, v1…vN per project, with its lineage (snapshot, base model, config)."""
+
+    __tablename__ = "model_version"
+    __table_args__ = (UniqueConstraint("project_id", "number", name="uq_model_version_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    number: int
+    run_id: int | None = Field(default=None, foreign_key="training_run.id")
+    snapshot_id: str = Field(foreign_key="snapshot.id", max_length=64)
+    base_model: str = Field(max_length=512)
+    status: str = Field(default=VersionStatus.CANDIDATE.value, max_length=16)
+    artifact_path: str = Field(sa_column=Column(Text, nullable=False))
+    config_json: str = Field(sa_column=Column(Text, nullable=False))
+    metrics_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    eval_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+
+
+class ProductionAlias(SQLModel, table=True):
+    """Which version serves a project; `revision` makes every move a compare-and-set."""
+
+    __tablename__ = "production_alias"
+
+    project_id: int = Field(foreign_key="project.id", primary_key=True)
+    version_id: int | None = Field(default=None, foreign_key="model_version.id")
+    revision: int = Field(default=0)
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+
+
+class Deployment(SQLModel, table=True):
+    """One move of the production alias: promote or rollback, who, why, from which version."""
+
+    __tablename__ = "deployment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    action: str = Field(max_length=16)
+    version_id: int = Field(foreign_key="model_version.id")
+    previous_version_id: int | None = Field(default=None, foreign_key="model_version.id")
+    by: str = Field(max_length=64)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    revision: int = Field(default=0)
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())

@@ -205,3 +205,101 @@ SAMPLES.update(
         ],
     }
 )
+
+RUN = {
+    "run_id": 12,
+    "project": "ticket-router",
+    "status": "queued",
+    "open": True,
+    "requested_by": "<@UALICE>",
+    "snapshot": "0123456789ab",
+    "progress": {},
+    "eta": "?",
+    "metrics": {
+        "final_train_loss": None,
+        "best_eval_loss": None,
+        "tokens_per_s": None,
+        "wall": "?",
+        "steps": None,
+        "stopped_early": None,
+    },
+    "version": None,
+    "error": "",
+    "advice": "",
+}
+SAMPLES.update(
+    {
+        "run_status.json.j2": [
+            RUN,
+            {
+                **RUN,
+                "status": "running",
+                "progress": {
+                    "epoch": 2,
+                    "step": 40,
+                    "total_steps": 120,
+                    "loss": 0.4321,
+                    "tokens_per_s": 4210.5,
+                },
+                "eta": "3m 05s",
+            },
+            {
+                **RUN,
+                "status": "finished",
+                "open": False,
+                "version": 3,
+                "metrics": {
+                    "final_train_loss": 0.0123,
+                    "best_eval_loss": 0.0456,
+                    "tokens_per_s": 4100.0,
+                    "wall": "1m 02s",
+                    "steps": 120,
+                    "stopped_early": False,
+                },
+            },
+            {
+                **RUN,
+                "status": "failed",
+                "open": False,
+                "error": "OutOfMemoryError: CUDA out of memory. " + LONG * 8,
+                "advice": "Out of memory: retry with a smaller batch_tokens or max_len.",
+            },
+            {
+                **RUN,
+                "status": "cancelled",
+                "open": False,
+                "error": "Cancelled while training.",
+                "requested_by": "cli:root",
+            },
+        ],
+        "deployment.json.j2": [
+            {
+                "move": {
+                    "project": "ticket-router",
+                    "action": "promote",
+                    "version": 2,
+                    "previous": None,
+                    "by": "UALICE",
+                    "reason": "",
+                }
+            },
+            {
+                "move": {
+                    "project": "ticket-router",
+                    "action": "rollback",
+                    "version": 1,
+                    "previous": 2,
+                    "by": "UCAROL",
+                    "reason": LONG * 8,
+                }
+            },
+        ],
+        "audit.json.j2": [
+            {"project": "ticket-router", "rows": []},
+            {
+                "project": "ticket-router",
+                "rows": [f"• 2026-11-28 10:00 <@UBOB> rollback v2 :no_entry: refused — {LONG}"] * 30,
+            },
+        ],
+    }
+)

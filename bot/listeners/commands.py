@@ -6,6 +6,7 @@ dispatch reads it, so the help can never miss a subcommand.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,11 +16,13 @@ from slack_sdk import WebClient
 
 from bot.listeners import datasets as datasets_listeners
 from bot.listeners import interview
-from bot.slack import call
-from runner import datasets, interviews
+from bot.listeners import registry as registry_listeners
+from bot.listeners import training as training_listeners
+from runner import audit, datasets, interviews, notify
 from runner.db import session_scope
 from runner.exceptions import DatasetError
 from runner.render import render
+from runner.slackapi import call
 
 if TYPE_CHECKING:
     from bot.app import Deps
@@ -147,6 +150,58 @@ def conflicts(inv: Invocation) -> None:
     _ephemeral(inv, datasets_listeners.conflicts_payload(stats))
 
 
+def train(inv: Invocation) -> None:
+    name = _project_arg(inv, "train <project> [key=value …]")
+    if name is None:
+        return
+    training_listeners.request_training(
+        inv.deps,
+        inv.client,
+        project_name=name,
+        words=inv.args[1:],
+        user_id=inv.user_id,
+        channel_id=inv.channel_id,
+    )
+
+
+def rollback(inv: Invocation) -> None:
+    name = _project_arg(inv, "rollback <project> [vN] [reason]")
+    if name is None:
+        return
+    rest = inv.args[1:]
+    number = int(rest[0][1:]) if rest and re.fullmatch(r"v\d+", rest[0]) else None
+    reason = " ".join(rest[1:] if number is not None else rest) or "rolled back from Slack"
+    registry_listeners.act(
+        inv.deps,
+        inv.client,
+        action="rollback",
+        project_name=name,
+        user_id=inv.user_id,
+        channel_id=inv.channel_id,
+        number=number,
+        reason=reason,
+    )
+
+
+def audit_log(inv: Invocation) -> None:
+    name = _project_arg(inv, "audit <project>")
+    if name is None:
+        return
+    try:
+        with session_scope(inv.deps.engine) as session:
+            project = datasets.get_project(session, name)
+            rows = [
+                f"• {e.at:%Y-%m-%d %H:%M} {notify.slack_person(e.user_id)} {e.action} {e.target}"
+                + (" :white_check_mark:" if e.allowed else " :no_entry: refused")
+                + (f" — {e.detail[:120]}" if e.detail else "")
+                for e in audit.entries(session, project_id=project.id, limit=30)
+            ]
+    except DatasetError as exc:
+        _ephemeral(inv, datasets_listeners.notice(str(exc)))
+        return
+    _ephemeral(inv, render("audit.json.j2", project=name, rows=rows))
+
+
 def show_help(inv: Invocation) -> None:
     call(inv.client, "chat_postEphemeral", channel=inv.channel_id, user=inv.user_id, **help_payload())
 
@@ -169,6 +224,18 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             "conflicts <project>",
             "examples reviewers disagree on; owners settle them",
             conflicts,
+        ),
+        Subcommand(
+            "train",
+            "train <project> [key=value …]",
+            "snapshot and QLoRA-train (base_model, epochs, lr, lora_r, lora_alpha, max_len, batch_tokens)",
+            train,
+        ),
+        Subcommand(
+            "rollback", "rollback <project> [vN] [reason]", "on-call: production back a version", rollback
+        ),
+        Subcommand(
+            "audit", "audit <project>", "who trained, promoted, rolled back — allowed or refused", audit_log
         ),
         Subcommand("help", "help", "this list", show_help),
     )

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.slack import call
 from runner import audit, datasets, textnorm
 from runner.datasets import ProjectStats
 from runner.db import session_scope
 from runner.exceptions import DatasetError
 from runner.models import Example, Project
 from runner.render import render
+from runner.slackapi import call
 
 if TYPE_CHECKING:
     from bot.app import Deps

@@ -11,7 +11,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.listeners import commands, interview
-from bot.slack import call
+from runner.slackapi import call
 
 if TYPE_CHECKING:
     from bot.app import Deps

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.slack import call, try_call
 from runner import interviews, readiness
 from runner.db import session_scope
 from runner.exceptions import InterviewError
 from runner.interviews import InterviewState
 from runner.readiness import Answer
 from runner.render import render
+from runner.slackapi import call, try_call
 
 if TYPE_CHECKING:
     from bot.app import Deps

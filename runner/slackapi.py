@@ -1,4 +1,4 @@
-"""The Slack Web API client and one guarded way to call it.
+"""The Slack Web API client (slack_sdk only, so workers need no Bolt) and one guarded way to call it.
 
 Rate limits (429 + Retry-After), dropped connections and Slack's 5xx are retried by slack_sdk's
 retry handlers; any other error (ok:false) is logged and returned as None so that a listener
