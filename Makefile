@@ -10,7 +10,10 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	# torch first, pinned: this version resolves to the CPU wheel on disk here, where a bare
+	# `torch` requirement would fetch a multi-GB CUDA build. GPU hosts install their own build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[train,dev]"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -17,6 +17,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
+from redis import Redis
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from sqlalchemy import create_engine, text
@@ -87,8 +88,22 @@ def emulator() -> Iterator[SlackEmulator]:
 
 
 @pytest.fixture
-def settings(tmp_path: Any, emulator: SlackEmulator) -> Settings:
+def redis_url() -> Iterator[str]:
+    """A Redis database of its own per xdist worker, emptied before and after each test."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    number = 1 + int(worker.removeprefix("gw") or 0) % 14
+    url = f"redis://127.0.0.1:6379/{number}"
+    connection = Redis.from_url(url)
+    connection.flushdb()
+    yield url
+    connection.flushdb()
+    connection.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Any, emulator: SlackEmulator, redis_url: str) -> Settings:
     return Settings(
+        redis_url=redis_url,
         slack_bot_token=BOT_TOKEN,
         slack_signing_secret=SIGNING_SECRET,
         slack_api_url=emulator.base_url,

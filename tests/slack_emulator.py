@@ -11,6 +11,11 @@ What it does
     read for methods whose reference says ``json_input_supported``; other methods ignore it.
   * Auth: ``Authorization: Bearer`` header, or a ``token`` argument in a query string or form body (not in
     a JSON body, which Slack does not accept). No token: ``not_authed``; unknown token: ``invalid_auth``.
+  * Socket Mode: ``apps.connections.open`` takes only an app-level token (``app_token=`` or
+    ``add_app_token``; a bot or user token gets ``not_allowed_token_type``, as on Slack) and answers with
+    ``socket_mode_url``: a string, or a callable giving a fresh URL per call, e.g.
+    ``tests.socket_mode_server.SocketModeServer.new_url``. An app-level token is refused
+    (``not_allowed_token_type``) by every other method.
   * Missing required arguments are refused with the error Slack gives (from the method's own error list,
     e.g. ``channel_not_found``, ``user_not_found``), else ``invalid_arguments`` plus
     ``response_metadata.messages``.
@@ -24,9 +29,11 @@ What it does
     ``rate_limit_next`` -> HTTP 429 with ``Retry-After``).
 
 What it does not do
-  * OAuth scopes, token types, Enterprise Grid, Slack Connect, archived channels, rate-limit tiers.
+  * OAuth scopes, token types (beyond app-level vs bot/user), Enterprise Grid, Slack Connect, archived
+    channels, rate-limit tiers.
   * Full Block Kit schema validation (only the checks above); Slack's exact ``response_metadata`` wording.
-  * Events: nothing is sent back to the app (no ``message`` / ``reaction_added`` events).
+  * Events: nothing is sent back to the app (no ``message`` / ``reaction_added`` events); over Socket Mode
+    the test's WebSocket server delivers them (see ``tests/socket_mode_server.py``).
   * Trigger-id expiry by time (use ``expire_trigger_id``), modal stacks and ``push_limit_reached``,
     reactions on files, file objects' thumbnails/permalinks beyond a minimal shape.
 """
@@ -65,6 +72,8 @@ MAX_VIEW_TITLE = 24
 MAX_PRIVATE_METADATA = 3000
 MAX_CALLBACK_ID = 255
 MAX_VIEW_BYTES = 250_000
+# Methods that take an app-level token (xapp-...) instead of a bot or user token.
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 EMOJI_NAME = re.compile(r"^[a-z0-9_+\-']+(::skin-tone-[2-6])?$")
 TS = re.compile(r"^\d+\.\d+$")
 
@@ -233,6 +242,8 @@ class SlackEmulator:
         app_id: str = "A0001",
         max_text_length: int = MAX_TEXT_LENGTH,
         ref_dir: Path = REF_METHODS_DIR,
+        app_token: str | None = None,
+        socket_mode_url: str | Callable[[], str] | None = None,
     ) -> None:
         self.bot_token = bot_token
         self.bot_user_id = bot_user_id
@@ -257,6 +268,9 @@ class SlackEmulator:
         self._ts_micros = 0
         # identities by token: (user_id, bot_id or None)
         self._tokens: dict[str, tuple[str, str | None]] = {bot_token: (bot_user_id, bot_id)}
+        self._app_tokens: set[str] = {app_token} if app_token else set()
+        # What apps.connections.open answers: a WebSocket URL, or a callable minting one per call.
+        self.socket_mode_url = socket_mode_url
         self._channels: dict[str, Channel] = {}
         self._messages: dict[str, list[dict[str, Any]]] = {}
         self._ephemerals: list[dict[str, Any]] = []
@@ -290,6 +304,7 @@ class SlackEmulator:
             "views.publish": self._views_publish,
             "files.getUploadURLExternal": self._files_get_upload_url_external,
             "files.completeUploadExternal": self._files_complete_upload_external,
+            "apps.connections.open": self._apps_connections_open,
         }
         self.add_user(bot_user_id, bot_name, real_name=bot_name, is_bot=True)
         self._bots[bot_id] = {
@@ -349,6 +364,11 @@ class SlackEmulator:
         """Accept another token (e.g. a user token ``xoxp-...``) acting as ``user_id``."""
         with self._lock:
             self._tokens[token] = (user_id, bot_id)
+
+    def add_app_token(self, token: str) -> None:
+        """Accept an app-level token (``xapp-...``): good for ``apps.connections.open`` and nothing else."""
+        with self._lock:
+            self._app_tokens.add(token)
 
     def add_channel(
         self,
@@ -586,9 +606,12 @@ class SlackEmulator:
             try:
                 if token is None:
                     raise SlackError("not_authed")
-                if token not in self._tokens:
+                if token not in self._tokens and token not in self._app_tokens:
                     raise SlackError("invalid_auth")
-                user_id, bot_id = self._tokens[token]
+                # Token types: an app-level token opens Socket Mode connections and calls nothing else.
+                if (method in APP_TOKEN_METHODS) != (token in self._app_tokens):
+                    raise SlackError("not_allowed_token_type")
+                user_id, bot_id = self._tokens.get(token, ("", None))  # an app-level token acts as no user
                 ctx = _Ctx(method, {k: v for k, v in args.items() if k != "token"}, user_id, bot_id)
                 for arg in spec.required:
                     if ctx.get(arg) is None:
@@ -1144,6 +1167,16 @@ class SlackEmulator:
             self._views[current_id] = rendered
         self._home_views[user_id] = rendered["id"]
         return {"view": copy.deepcopy(rendered)}
+
+    # ------------------------------------------------------------------ handlers: Socket Mode
+
+    def _apps_connections_open(self, ctx: _Ctx) -> dict[str, Any]:
+        url = self.socket_mode_url() if callable(self.socket_mode_url) else self.socket_mode_url
+        if not url:
+            raise SlackError(
+                "internal_error", "the emulator has no Socket Mode server: set socket_mode_url to its URL"
+            )
+        return {"url": url}
 
     # ------------------------------------------------------------------ handlers: files
 
