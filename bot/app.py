@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from redis import Redis
 from slack_bolt import App
@@ -15,9 +16,11 @@ from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
 from bot.directory import Directory
+from bot.http import request_kind
 from bot.listeners import commands, datasets, events, interview, middleware, registry, training
 from bot.tally import Throttle
 from runner.config import Settings
+from runner.metrics_export import LISTENER_ERRORS
 from runner.slackapi import make_client
 
 log = logging.getLogger(__name__)
@@ -66,4 +69,11 @@ def build_app(
     )
     for surface in (middleware, commands, interview, datasets, training, registry, events):
         surface.register(app, deps)
+
+    @app.error
+    def count_and_log(error: Exception, body: dict[str, Any]) -> None:
+        kind = request_kind(body)
+        LISTENER_ERRORS.labels(listener=kind).inc()
+        log.error("listener failed", exc_info=error, extra={"request_kind": kind})
+
     return app

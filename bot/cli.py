@@ -53,7 +53,9 @@ def _engine(settings: Settings) -> Engine:
 @click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
 def cli(log_level: str) -> None:
     """ftbot: should we fine-tune? Ask in Slack, label in threads, train and roll back from chat."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from runner.logs import configure
+
+    configure(log_level)
 
 
 # --- database --------------------------------------------------------------------------------
@@ -188,38 +190,19 @@ def interview(answers_file: Path | None, as_json: bool) -> None:
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("ftbot-demo"), show_default=True
 )
-def demo(out: Path) -> None:
-    """Walk the support-ticket routing use case through the readiness interview, no Slack needed.
+@click.option("--quick", is_flag=True, help="A third of the data: the same steps in about a minute (CI).")
+def demo(out: Path, quick: bool) -> None:
+    """The whole loop on embedded defaults: interview, dataset, reviewers, QLoRA training, evaluation,
+    promote and rollback — SQLite, an in-process Redis and the CPU; no Slack needed.
 
-    Prints each question and answer, the recommendation, and writes the Slack message it would
-    post (Block Kit JSON) to OUT.
+    What Slack would show is rendered here and saved as Block Kit JSON (and charts) under OUT.
     """
-    from importlib.resources import as_file, files
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for noisy in ("alembic", "rq", "httpx", "transformers", "runner"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    from bot.demo import run_demo
 
-    from runner.render import render
-
-    with as_file(files("runner") / "data" / "support_triage_answers.json") as path:
-        answers, topic = _read_answers(path)
-    asked: dict[str, readiness.Answer] = {}
-    click.echo(click.style(f"Use case: {topic}\n", bold=True))
-    while (question := readiness.next_question(asked)) is not None:
-        asked[question.id] = answers[question.id]
-        click.echo(f"Q{len(asked):>2} {question.text}\n    → {LABELS[asked[question.id].value]}")
-    result = readiness.recommend(asked)
-    print_result(result, len(asked))
-    message = render(
-        "interview_result.json.j2",
-        interview_id=0,
-        user_id="UDEMO",
-        topic=topic,
-        result=result.to_dict(),
-        secondary_reason="",
-        drivers=[f"{qid}: {LABELS[a.value]}" for qid, a in result.drivers],
-        answered=len(asked),
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "recommendation.blocks.json").write_text(json.dumps(message, indent=2, ensure_ascii=False))
-    click.echo(f"\nSlack message (Block Kit JSON): {out / 'recommendation.blocks.json'}")
+    run_demo(out, quick=quick)
 
 
 # --- dataset projects: create, import, status, snapshot, export ----------------------------------
@@ -517,13 +500,16 @@ def import_cmd(project_name: str, file: Path, imported_by: str | None, as_json: 
 @click.option("--queues", default=None, help="Comma-separated queues (default FTBOT_QUEUES: train,eval).")
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's host.pid).")
-def worker(queues: str | None, burst: bool, name: str | None) -> None:
+@click.option("--metrics-port", default=None, type=int, help="Serve Prometheus metrics on this port.")
+def worker(queues: str | None, burst: bool, name: str | None, metrics_port: int | None) -> None:
     """Run an RQ worker for training and evaluation jobs (one per GPU; many may share one Redis)."""
     from runner.db import upgrade
-    from runner.worker import run_worker
+    from runner.worker import run_worker, serve_metrics
 
     settings = _settings()
     upgrade(_engine(settings))
+    if metrics_port is not None:
+        serve_metrics(settings, metrics_port)
     run_worker(
         settings, queues=tuple(_ids(queues)) if queues else settings.ftbot_queues, burst=burst, name=name
     )
@@ -739,6 +725,61 @@ def versions_cmd(project_name: str, as_json: bool) -> None:
             f"v{row['version']:<3} {row['status']:<10} snapshot {row['snapshot'][:12]} · "
             f"{row['base_model']}{detail}"
         )
+
+
+@cli.command("eval")
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("version", metavar="vN")
+@click.option("--inline", is_flag=True, help="Evaluate in this process instead of on the eval queue.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (with --inline).")
+def eval_cmd(project_name: str, version: str, inline: bool, as_json: bool) -> None:
+    """Evaluate vN of PROJECT on its held-out split against the base model and production."""
+    from runner import datasets, registry
+
+    settings = _settings()
+    with _database() as session:
+        found = datasets.get_project(session, project_name)
+        version_id = registry.get_version(session, found, _version_number(version)).id
+    assert version_id is not None
+    if not inline:
+        from redis import Redis
+
+        from runner import jobs
+
+        job = jobs.queue(jobs.EVAL_QUEUE, Redis.from_url(settings.redis_url)).enqueue(
+            "runner.evaluation.evaluate_version_job", version_id, job_timeout=settings.ftbot_job_timeout
+        )
+        click.echo(f"evaluation of {project_name} {version} queued (job {job.id})")
+        return
+    from runner.evaluation import evaluate_and_report
+
+    engine = _engine(settings)
+    result = evaluate_and_report(settings, engine, version_id)
+    with _database() as session:
+        report = json.loads(registry.get_version(session, found, _version_number(version)).eval_json or "{}")
+    if as_json:
+        _echo_json(
+            {k: v for k, v in report.items() if k != "systems"}
+            | {
+                "systems": {
+                    name: {k: v for k, v in system.items() if k not in ("per_example", "predicted")}
+                    if system
+                    else None
+                    for name, system in report["systems"].items()
+                }
+            }
+        )
+        return
+    for name, system in report["systems"].items():
+        if system:
+            low, high = system["ci"]
+            click.echo(
+                f"{name:<11} {report['headline_name']} {system['headline']:.3f} [{low:.3f}–{high:.3f}]"
+            )
+    click.echo(
+        ("promote recommended: " if result["verdict"]["promote"] else "not recommended: ")
+        + result["verdict"]["reason"]
+    )
 
 
 def _registry_action(action: str, project_name: str, number: int | None, reason: str) -> None:

@@ -1,16 +1,19 @@
 """The WSGI application `ftbot serve` runs: Slack's requests, health and metrics.
 
 `POST /slack/events` takes events, slash commands and interactivity (Bolt's default path);
-`GET /healthz` reports whether the database answers.
+`GET /healthz` reports whether the database answers; `GET /metrics` is for Prometheus.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
+from prometheus_client import CONTENT_TYPE_LATEST
+from redis import Redis
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
@@ -21,8 +24,10 @@ from slack_bolt.response import BoltResponse
 from sqlalchemy.engine import Engine
 
 from runner.db import check_health
+from runner.metrics_export import ACK_SECONDS, REQUESTS, exposition
 
 JSON: dict[str, Sequence[str]] = {"content-type": ["application/json"]}
+METRICS: dict[str, Sequence[str]] = {"content-type": [CONTENT_TYPE_LATEST]}
 
 
 class SlackRequest(BoltRequest):
@@ -42,21 +47,49 @@ class SlackRequest(BoltRequest):
                 self.context = build_context(self.context, self.body)
 
 
-class FtbotRequestHandler(SlackRequestHandler):
-    """Bolt's WSGI handler plus ``/healthz``, with `SlackRequest` parsing."""
+def request_kind(body: dict[str, Any]) -> str:
+    """A low-cardinality name for a Slack request: ``event:reaction_added``, ``block_actions``, …"""
+    if body.get("type") == "event_callback":
+        return f"event:{(body.get('event') or {}).get('type', '?')}"
+    if body.get("command"):
+        return "command"
+    return str(body.get("type") or "unknown")
 
-    def __init__(self, app: App, engine: Engine, path: str = "/slack/events") -> None:
+
+class FtbotRequestHandler(SlackRequestHandler):
+    """Bolt's WSGI handler plus ``/healthz`` and ``/metrics``, with `SlackRequest` parsing."""
+
+    def __init__(
+        self,
+        app: App,
+        engine: Engine,
+        path: str = "/slack/events",
+        redis: Redis | None = None,
+        queues: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(app, path)
         self.engine = engine
+        self.redis, self.queues = redis, queues
 
     def dispatch(self, request: WsgiHttpRequest) -> BoltResponse:
-        return self.app.dispatch(
-            SlackRequest(body=request.get_body(), query=request.query_string, headers=request.get_headers())
+        began = time.perf_counter()
+        slack_request = SlackRequest(
+            body=request.get_body(), query=request.query_string, headers=request.get_headers()
         )
+        response = self.app.dispatch(slack_request)
+        kind = request_kind(slack_request.body)
+        ACK_SECONDS.labels(kind=kind).observe(time.perf_counter() - began)
+        REQUESTS.labels(kind=kind, status=str(response.status)).inc()
+        return response
 
     def _get_http_response(self, request: WsgiHttpRequest) -> WsgiHttpResponse:
+        if request.method == "GET" and request.path == "/metrics":
+            scraped = exposition(self.engine, self.redis, self.queues)
+            return WsgiHttpResponse(status=200, headers=METRICS, body=scraped.decode())
         if request.method == "GET" and request.path == "/healthz":
             error = check_health(self.engine)
-            body = {"status": "ok" if error is None else "unhealthy", "database": error or "ok"}
-            return WsgiHttpResponse(status=200 if error is None else 503, headers=JSON, body=json.dumps(body))
+            health = {"status": "ok" if error is None else "unhealthy", "database": error or "ok"}
+            return WsgiHttpResponse(
+                status=200 if error is None else 503, headers=JSON, body=json.dumps(health)
+            )
         return super()._get_http_response(request)

@@ -16,12 +16,19 @@ from runner.config import Settings
 
 def make_wsgi_app(settings: Settings) -> Any:
     """The WSGI callable: the Bolt app behind ftbot's request handler."""
+    from redis import Redis
+
     from bot.app import build_app
     from bot.http import FtbotRequestHandler
     from runner.db import make_engine
 
     engine = make_engine(settings.sqlalchemy_url)
-    return FtbotRequestHandler(build_app(settings, engine), engine)
+    return FtbotRequestHandler(
+        build_app(settings, engine),
+        engine,
+        redis=Redis.from_url(settings.redis_url),
+        queues=settings.ftbot_queues,
+    )
 
 
 class _Gunicorn(BaseApplication):

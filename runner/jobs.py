@@ -173,7 +173,7 @@ def enqueue(session: Session, run: TrainingRun, *, settings: Settings, connectio
         description=f"train run {run.id} of project {run.project_id}",
     )
     evaluation = queue(EVAL_QUEUE, connection).enqueue(
-        "runner.jobs.evaluate_job",
+        "runner.evaluation.evaluate_job",
         run.id,
         job_id=eval_job_id(run.id),
         depends_on=train,

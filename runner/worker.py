@@ -69,6 +69,22 @@ def _reconcile_forever(settings: Settings, connection: Redis, stop: threading.Ev
             log.exception("reconcile failed")
 
 
+def serve_metrics(settings: Settings, port: int) -> None:
+    """Prometheus metrics on `port` (a thread in the worker's parent): runs by state, durations,
+    tokens/s and queue depths, read from the database and Redis at each scrape."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from runner.metrics_export import JobsCollector
+
+    registry = CollectorRegistry()
+    registry.register(
+        JobsCollector(
+            make_engine(settings.sqlalchemy_url), Redis.from_url(settings.redis_url), settings.ftbot_queues
+        )
+    )
+    start_http_server(port, registry=registry)
+
+
 def run_worker(
     settings: Settings, *, queues: tuple[str, ...], burst: bool = False, name: str | None = None
 ) -> bool:

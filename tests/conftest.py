@@ -146,7 +146,9 @@ def start_bot(settings: Settings, engine: Engine, emulator: SlackEmulator) -> Ru
     server = make_server(
         "127.0.0.1",
         0,
-        FtbotRequestHandler(app, engine),
+        FtbotRequestHandler(
+            app, engine, redis=Redis.from_url(settings.redis_url), queues=settings.ftbot_queues
+        ),
         server_class=_ThreadingWSGIServer,
         handler_class=_QuietHandler,
     )
@@ -165,3 +167,7 @@ def bot(settings: Settings, engine: Engine, emulator: SlackEmulator) -> Iterator
 @pytest.fixture
 def slack(bot: RunningBot) -> SlackPeople:
     return bot.slack
+
+
+# Fixtures for training and evaluation tests (a tiny model built once per session, …).
+from tests.training_support import database_url, tiny_model, training_settings  # noqa: E402,F401

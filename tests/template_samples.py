@@ -303,3 +303,33 @@ SAMPLES.update(
         ],
     }
 )
+
+EVAL = {
+    "project": "ticket-router",
+    "version": 2,
+    "headline_name": "accuracy",
+    "n_examples": 40,
+    "base": "0.250 [0.12–0.38]",
+    "production": "0.850 [0.75–0.95]",
+    "production_version": 1,
+    "candidate": "0.950 [0.88–1.00]",
+    "delta_base": 0.7,
+    "delta_production": 0.1,
+    "regressions": [],
+    "verdict": {"promote": True, "reason": "accuracy beats production by +0.100 (95% CI +0.025 to +0.175)"},
+    "tokens": {"base": 61.2, "production": 60.1, "candidate": 60.3},
+    "latency": {"base": 0.8, "production": 0.7, "candidate": 0.7},
+    "schema": {"base": 0.1, "production": 1.0, "candidate": 1.0},
+    "status": "candidate",
+}
+SAMPLES["eval_summary.json.j2"] = [
+    EVAL,
+    {
+        **EVAL,
+        "production": "—",
+        "production_version": None,
+        "delta_production": None,
+        "regressions": [f"label{i}: 0.90 → 0.70" for i in range(30)],
+        "verdict": {"promote": False, "reason": LONG * 10},
+    },
+]

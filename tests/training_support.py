@@ -1,0 +1,147 @@
+"""Shared by the training and evaluation tests: the tiny model, a seeded project, a worker process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import select
+
+from runner import datasets, synthetic
+from runner.db import session_scope
+from runner.models import TrainingRun
+from tests.conftest import BOT_TOKEN
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTRUCTIONS = "route the support ticket to one queue: billing, technical, account or shipping."
+LABELS = "billing\ntechnical\naccount\nshipping"
+# Small and quick: the learning itself is asserted in tests/unit/test_training.py and by evaluation.
+FAST = ["epochs=2", "lora_r=8", "max_len=256", "batch_tokens=4096"]
+ENDLESS = ["epochs=1000", "max_len=256", "batch_tokens=1024"]  # runs until killed or cancelled
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from runner.tinymodel import make_tiny_model
+
+    texts = synthetic.ticket_texts(2000) + [INSTRUCTIONS, *LABELS.split()]
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model", texts)
+
+
+@pytest.fixture
+def database_url(engine) -> str:
+    """The same database as `engine`, as a URL a subprocess can use."""
+    if engine.dialect.name == "sqlite":
+        return engine.url.render_as_string(hide_password=False)
+    with engine.connect() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+    return f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def training_settings(settings, tiny_model):
+    settings.ftbot_base_model = str(tiny_model)  # read per request, so the running bot sees it
+    settings.ftbot_progress_interval = 0.5
+    return settings
+
+
+def seed_project(engine, n: int = 96, emulator: Any = None) -> None:
+    """A trainable ticket-routing project (its thread root in the emulator when given), its examples
+    imported with decided labels."""
+    with session_scope(engine) as session:
+        project = datasets.create_project(
+            session,
+            datasets.ProjectSpec(
+                name="ticket-router",
+                task_type="classification",
+                label_lines=LABELS,
+                reviewers=["UALICE"],
+                min_per_label=5,
+                instructions=INSTRUCTIONS,
+            ),
+            owner_id="UALICE",
+            channel_id="CGENERAL",
+        )
+        if emulator is not None:
+            project.root_ts = emulator.post_user_message("CGENERAL", "Dataset ticket-router", "UBOT")["ts"]
+        session.add(project)
+        session.commit()
+        for i, (ticket, queue) in enumerate(synthetic.ticket_examples(n, seed=7)):
+            datasets.add_example(
+                session,
+                project,
+                channel_id="",
+                message_ts=f"import:{i}",
+                author_id="",
+                text=ticket,
+                source="import",
+                final_label=queue,
+                decided_by="test",
+                normalise=False,
+            )
+
+
+def worker_env(settings, database_url: str, emulator) -> dict[str, str]:
+    drop = ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET")
+    return {
+        **{k: v for k, v in os.environ.items() if k not in drop},
+        "DATABASE_URL": database_url,
+        "REDIS_URL": settings.redis_url,
+        "FTBOT_DATA_DIR": str(settings.ftbot_data_dir),
+        "FTBOT_BASE_MODEL": settings.ftbot_base_model,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_API_URL": emulator.base_url,
+        "FTBOT_PROGRESS_INTERVAL": "0.5",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def start_worker(
+    settings: Any, database_url: str, emulator: Any, *, burst: bool = True, queues: str = "train"
+) -> subprocess.Popen[str]:
+    args = [sys.executable, "-m", "bot.cli", "worker", "--queues", queues] + (["--burst"] if burst else [])
+    return subprocess.Popen(
+        args,
+        env=worker_env(settings, database_url, emulator),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def run_worker_burst(settings: Any, database_url: str, emulator: Any, queues: str = "train,eval") -> str:
+    """Run a burst worker to the end; returns its output (asserting it exited cleanly)."""
+    worker = start_worker(settings, database_url, emulator, queues=queues)
+    output, _ = worker.communicate(timeout=900)
+    assert worker.returncode == 0, output[-4000:]
+    return output
+
+
+def wait_until(predicate: Any, timeout: float = 120.0, what: str = "a condition") -> Any:
+    """Poll the database-backed `predicate` until it holds (a hang guard, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+    return result
+
+
+def the_run(engine) -> TrainingRun:
+    with session_scope(engine) as session:
+        runs = session.exec(select(TrainingRun)).all()
+        assert len(runs) == 1
+        return runs[0]
+
+
+def status_message(emulator) -> dict[str, Any] | None:
+    return next(
+        (m for m in emulator.messages("CGENERAL") if m.get("text", "").startswith("Training run")), None
+    )
