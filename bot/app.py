@@ -37,6 +37,12 @@ class Deps:
     redis: Redis  # job queues (connects on first use)
 
 
+def _same_token_notice(record: logging.LogRecord) -> bool:
+    """Drop Bolt's notice that SLACK_BOT_TOKEN is unused when a client is given: the client we pass
+    is built from that very token."""
+    return "will be unused" not in record.getMessage()
+
+
 def build_app(
     settings: Settings, engine: Engine, *, client: WebClient | None = None, socket_mode: bool = False
 ) -> App:
@@ -49,13 +55,15 @@ def build_app(
         socket_mode: True when requests come over Socket Mode (no request signatures).
     """
     settings.refuse_oauth_variables()
+    bolt_logger = logging.getLogger("ftbot.bolt")
+    bolt_logger.addFilter(_same_token_notice)
     app = App(
         client=client or make_client(settings),
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=not socket_mode,
         token_verification_enabled=False,  # auth.test happens lazily on the first request instead
         process_before_response=False,
-        logger=logging.getLogger("ftbot.bolt"),
+        logger=bolt_logger,
     )
     tally = Throttle(
         lambda project_id: datasets.refresh_tally(deps, app.client, project_id), settings.ftbot_tally_interval

@@ -45,9 +45,9 @@ class TrainConfig:
     target_modules: str = "all-linear"
     """``all-linear`` (every linear layer except the output head) or comma-separated module names."""
     modules_to_save: str = ""
-    """Comma-separated modules trained in full and saved with the adapter (e.g. ``embed_tokens``); empty: none."""
+    """Comma-separated modules trained in full and saved with the adapter (``embed_tokens``); empty: none."""
     max_len: int = 2048
-    """Longest example in tokens; longer ones are cut at the end (an example left with no target is skipped)."""
+    """Longest example in tokens; longer ones are cut at the end (one left with no target is skipped)."""
     batch_tokens: int = 16384
     """Tokens per optimizer step (packed, so nearly all are real tokens); at least ``max_len``."""
     grad_accum_steps: int = 1
@@ -61,9 +61,9 @@ class TrainConfig:
     seed: int = 0
     """Seed of python, numpy and torch: LoRA initialization, shuffling and dropout."""
     quantize: bool = True
-    """True: base weights in 4-bit NF4 with double quantization (QLoRA); False: plain LoRA (``--no-quant``)."""
+    """True: base weights in 4-bit NF4, double quantization (QLoRA); False: plain LoRA (``--no-quant``)."""
     gradient_checkpointing: bool = True
-    """Recompute activations in the backward pass: about half the activation memory for about a third less speed."""
+    """Recompute activations in the backward pass: ~half the activation memory for ~a third less speed."""
     early_stopping_patience: int = 3
     """Evaluations without a lower eval loss before training stops; 0 never stops early."""
     eval_every_steps: int = 0
