@@ -783,43 +783,19 @@ def eval_cmd(project_name: str, version: str, inline: bool, as_json: bool) -> No
 
 
 def _registry_action(action: str, project_name: str, number: int | None, reason: str) -> None:
-    from runner import audit, datasets, registry
+    from runner import datasets, registry
     from runner.exceptions import RegistryError
 
-    who = f"cli:{_whoami()}"[:64]
     with _database() as session:
         found = datasets.get_project(session, project_name)
         try:
-            if action == "promote":
-                assert number is not None
-                move = registry.promote(session, _settings(), found, number, by=who, reason=reason)
-            else:
-                move = registry.rollback(session, _settings(), found, by=who, to=number, reason=reason)
-        except RegistryError as exc:
-            audit.record(
-                session,
-                user_id=who,
-                action=action,
-                allowed=True,
-                project_id=found.id,
-                target=f"v{number}" if number else "",
-                detail=f"not done: {exc}",
+            move = registry.audited_move(
+                session, _settings(), found, action, by=f"cli:{_whoami()}"[:64], number=number, reason=reason
             )
+        except RegistryError as exc:
             raise click.ClickException(str(exc)) from exc
-        audit.record(
-            session,
-            user_id=who,
-            action=action,
-            allowed=True,
-            project_id=found.id,
-            target=f"v{move.previous or '-'} → v{move.version}",
-            detail=reason,
-        )
-    click.echo(
-        f"{project_name}: v{move.version} in production "
-        f"(was {f'v{move.previous}' if move.previous else 'none'});"
-        f" manifest {move.manifest}"
-    )
+    was = f"v{move.previous}" if move.previous else "none"
+    click.echo(f"{project_name}: v{move.version} in production (was {was}); manifest {move.manifest}")
 
 
 def _version_number(text: str) -> int:

@@ -249,6 +249,72 @@ def _move(
     return Move(project.name, action, target.number, current_number, by, reason, manifest)
 
 
+def audited_move(
+    session: Session,
+    settings: Settings,
+    project: Project,
+    action: str,
+    *,
+    by: str,
+    number: int | None = None,
+    reason: str = "",
+    expected_production: int | None | str = "current",
+) -> Move:
+    """Promote (`number`) or roll back (to `number`, or the previous version), and audit the attempt
+    as allowed — done, or not done and why (the caller has already checked who may).
+
+    Raises:
+        RegistryError: as `promote` / `rollback`, after the attempt is in the audit log.
+    """
+    from runner import audit
+
+    try:
+        if action == "promote":
+            if number is None:
+                raise RegistryError("Say which version to promote.")
+            move = promote(
+                session,
+                settings,
+                project,
+                number,
+                by=by,
+                reason=reason,
+                expected_production=expected_production,
+            )
+        else:
+            move = rollback(
+                session,
+                settings,
+                project,
+                by=by,
+                to=number,
+                reason=reason,
+                expected_production=expected_production,
+            )
+    except RegistryError as exc:
+        session.rollback()
+        audit.record(
+            session,
+            user_id=by,
+            action=action,
+            allowed=True,
+            project_id=project.id,
+            target=f"v{number}" if number else "",
+            detail=f"not done: {exc}",
+        )
+        raise
+    audit.record(
+        session,
+        user_id=by,
+        action=action,
+        allowed=True,
+        project_id=project.id,
+        target=f"v{move.previous or '-'} → v{move.version}",
+        detail=reason,
+    )
+    return move
+
+
 def manifest_path(settings: Settings, project: Project) -> Path:
     return Path(settings.ftbot_data_dir) / "deploy" / f"{project.name}.json"
 

@@ -30,6 +30,9 @@ MENTIONED_USER = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 MAX_CONFLICTS_SHOWN = 15  # two blocks each, within a message's 50
 MAX_HOME_PROJECTS = 30  # three blocks each, within the Home tab's 100
 ROOT_METADATA = "ftbot_project_root"
+# reactions.add / reactions.remove are rate-limited per workspace (Slack's tier 3, about 50 a
+# minute): a burst of votes flips marks a few at a time, one batch per tally refresh.
+MAX_WARNING_FLIPS = 5
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -139,11 +142,13 @@ def refresh_tally(deps: Deps, client: WebClient, project_id: int) -> None:
             return
         stats = datasets.project_stats(session, project)
         conflicted = {s.example.id for s in stats.conflicts}
+        pending = [
+            s.example for s in stats.examples if (s.example.id in conflicted) != s.example.warning_marked
+        ]
         flips = [
-            s.example
-            for s in stats.examples
-            if (s.example.id in conflicted) != s.example.warning_marked
-            and datasets.claim_warning_change(session, s.example.id or 0, s.example.id in conflicted)
+            e
+            for e in pending[:MAX_WARNING_FLIPS]
+            if datasets.claim_warning_change(session, e.id or 0, e.id in conflicted)
         ]
         payload = root_payload(deps, client, stats)
     for example in flips:
@@ -156,6 +161,8 @@ def refresh_tally(deps: Deps, client: WebClient, project_id: int) -> None:
             name=datasets.WARNING_EMOJI,
         )
     call(client, "chat_update", channel=project.channel_id, ts=project.root_ts, **payload)
+    if len(pending) > MAX_WARNING_FLIPS:
+        deps.tally.touch(project_id)  # the rest in the next refresh, one interval later
 
 
 # --- helpers ------------------------------------------------------------------------------------

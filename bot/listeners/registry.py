@@ -69,8 +69,7 @@ def act(
     try:
         with session_scope(deps.engine) as session:
             project = datasets.get_project(session, project_name)
-            permitted = allowed(deps, client, action, project, user_id)
-            if not permitted:
+            if not allowed(deps, client, action, project, user_id):
                 audit.record(
                     session,
                     user_id=user_id,
@@ -82,29 +81,8 @@ def act(
                 )
                 tell(f"Only the {ROLES[action]} may {action} *{project.name}*; this attempt was logged.")
                 return
-            by = user_id
-            if action == "promote" and number is not None:
-                move = registry.promote(
-                    session,
-                    deps.settings,
-                    project,
-                    number,
-                    by=by,
-                    reason=reason,
-                    expected_production=expected,
-                )
-            elif action == "rollback":
-                move = registry.rollback(
-                    session,
-                    deps.settings,
-                    project,
-                    by=by,
-                    to=number,
-                    reason=reason,
-                    expected_production=expected,
-                )
-            else:
-                registry.discard(session, project, number or 0, by=by)
+            if action == "discard":
+                registry.discard(session, project, number or 0, by=user_id)
                 audit.record(
                     session,
                     user_id=user_id,
@@ -115,28 +93,18 @@ def act(
                 )
                 tell(f"v{number} of *{project.name}* is discarded.")
                 return
-            audit.record(
+            move = registry.audited_move(
                 session,
-                user_id=user_id,
-                action=action,
-                allowed=True,
-                project_id=project.id,
-                target=f"v{move.previous or '-'} → v{move.version}",
-                detail=reason,
+                deps.settings,
+                project,
+                action,
+                by=user_id,
+                number=number,
+                reason=reason,
+                expected_production=expected,
             )
             channel = project.channel_id or channel_id
     except (DatasetError, RegistryError) as exc:
-        with session_scope(deps.engine) as session:
-            project_id = next((p.id for p in datasets.list_projects(session) if p.name == project_name), None)
-            audit.record(
-                session,
-                user_id=user_id,
-                action=action,
-                allowed=True,
-                project_id=project_id,
-                target=target,
-                detail=f"not done: {exc}",
-            )
         tell(str(exc))
         return
     announce(client, channel, move)
