@@ -55,3 +55,7 @@ class StaleRegistryAction(RegistryError):
 
 class DeployHookError(RegistryError):
     """The deploy hook failed, so production stays where it was."""
+
+
+class TrainingTimeout(FtbotError):
+    """A training job ran past ``FTBOT_JOB_TIMEOUT``."""

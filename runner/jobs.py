@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +34,7 @@ from sqlmodel import Session, col, select
 from runner import datasets, notify
 from runner.config import Settings, load_settings
 from runner.db import make_engine, session_scope
-from runner.exceptions import DatasetError, TrainingRequestError
+from runner.exceptions import DatasetError, TrainingRequestError, TrainingTimeout
 from runner.models import (
     TERMINAL_RUN_STATUSES,
     ModelVersion,
@@ -43,7 +44,7 @@ from runner.models import (
     VersionStatus,
     utcnow,
 )
-from runner.training_config import Progress, TrainConfig
+from runner.training_config import Progress, TrainConfig, TrainingCancelled
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ EVAL_QUEUE = "eval"
 # A job that outlives this is killed by RQ (and reported failed); real QLoRA runs on a 7B model
 # take hours, so the default is generous and configurable (FTBOT_JOB_TIMEOUT).
 HEARTBEAT_EVERY_S = 10.0
+BACKSTOP_S = 600
 # Faults that a second try can fix: the database or Redis briefly away, a dropped connection.
 TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
 
@@ -163,7 +165,9 @@ def enqueue(session: Session, run: TrainingRun, *, settings: Settings, connectio
         "runner.jobs.train_job",
         run.id,
         job_id=train_job_id(run.id),
-        job_timeout=settings.ftbot_job_timeout,
+        # The job enforces FTBOT_JOB_TIMEOUT itself, between steps, so it can fail cleanly; RQ's own
+        # limit is a backstop for a job stuck outside the training loop (loading a model, say).
+        job_timeout=settings.ftbot_job_timeout + BACKSTOP_S,
         result_ttl=7 * 24 * 3600,
         failure_ttl=30 * 24 * 3600,
         retry=Retry(max=2, interval=[30, 120]),
@@ -255,7 +259,7 @@ def advice_for(error: BaseException | str) -> str:
     text = str(error).lower()
     if "out of memory" in text or "cuda oom" in text or "signal 9" in text:
         return "Out of memory: retry with a smaller batch_tokens or max_len (or a smaller base model)."
-    if "timeout" in text or "timed out" in text:
+    if "timeout" in text or "timed out" in text or "s limit" in text:
         return "The job ran past FTBOT_JOB_TIMEOUT: train fewer epochs, cap max_steps, or raise the timeout."
     if "no such file" in text or "not a local folder" in text or "repository not found" in text:
         return "The base model could not be loaded: check base_model / FTBOT_BASE_MODEL."
@@ -299,7 +303,6 @@ class _ProgressReporter:
         self._last_db = self._last_slack = 0.0
 
     def __call__(self, progress: Progress) -> None:
-        import time
 
         now = time.monotonic()
         if now - self._last_db < 2.0 and progress.step < progress.total_steps:
@@ -369,11 +372,25 @@ def train_job(run_id: int) -> dict[str, Any]:
     partial = partial_dir(ctx.settings, project, run_id)
     shutil.rmtree(partial, ignore_errors=True)  # a previous try's leftovers
     partial.parent.mkdir(parents=True, exist_ok=True)
+    from rq import get_current_job
+
+    job = get_current_job()
+    # The limit the enqueuer chose (FTBOT_JOB_TIMEOUT where the request was made), less RQ's backstop.
+    limit = job.timeout - BACKSTOP_S if job is not None and job.timeout else ctx.settings.ftbot_job_timeout
+    deadline = time.monotonic() + limit
     try:
         with _Heartbeat(ctx.engine, run_id):
-            result = training.train(
-                config, train_rows, eval_rows, partial, progress=_ProgressReporter(ctx, run_id)
-            )
+            try:
+                result = training.train(
+                    config,
+                    train_rows,
+                    eval_rows,
+                    partial,
+                    progress=_ProgressReporter(ctx, run_id),
+                    should_stop=lambda: time.monotonic() > deadline,
+                )
+            except TrainingCancelled as exc:
+                raise TrainingTimeout(f"Training ran past its {limit} s limit ({exc})") from exc
         (partial / "ftbot.json").write_text(
             json.dumps({"project": project.name, "run_id": run_id, "snapshot": snapshot.id}, indent=2)
         )

@@ -80,14 +80,6 @@ def test_terminal_interview_back_goes_to_the_previous_question(tmp_path):
     assert done.stdout.count("Question 1 of 11") == 2 and "Recommendation: RAG" in done.stdout
 
 
-def test_demo_writes_the_slack_message(tmp_path):
-    done = run(["demo", "--out", str(tmp_path / "out")], tmp_path=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "Recommendation: Fine-tuning" in done.stdout
-    message = json.loads((tmp_path / "out" / "recommendation.blocks.json").read_text())
-    assert message["text"].startswith("Recommendation: Fine-tuning")
-
-
 @pytest.mark.parametrize(
     ("args", "env", "named"),
     [

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runner import audit, datasets
+from runner import audit, datasets, exporting
 from runner.db import session_scope
 from runner.split import Split
 
@@ -97,7 +97,7 @@ def test_the_modal_refuses_bad_input_field_by_field(slack, emulator):
     assert not [m for m in emulator.messages(CHANNEL) if m["text"].startswith("Dataset")]
 
 
-def test_dataset_built_in_a_thread_with_reactions(slack, emulator, engine):
+def test_dataset_built_in_a_thread_with_reactions(slack, emulator, engine, tmp_path):
     root = create_project(slack, emulator)
     assert ":one: billing" in blocks_text(root)  # the legend, :one: … in the order given
 
@@ -217,6 +217,25 @@ def test_dataset_built_in_a_thread_with_reactions(slack, emulator, engine):
         second_rows = {r.example_id: r.split for r in datasets.snapshot_rows(session, second.id)}
     assert second.id != first.id and len(second_rows) == 42
     assert {k: second_rows[k] for k in first_rows} == first_rows
+
+    # the export: chat messages with the project's instructions, split as the snapshot says
+    with session_scope(engine) as session:
+        project = datasets.get_project(session, "ticket-router")
+        exporting.export_snapshot(session, project, second, tmp_path / "export")
+    lines = {
+        split_name: [
+            json.loads(line)
+            for line in (tmp_path / "export" / f"{split_name}.jsonl").read_text().splitlines()
+        ]
+        for split_name in ("train", "eval")
+    }
+    assert len(lines["train"]) == second.n_train and len(lines["eval"]) == second.n_eval
+    assert len(lines["train"]) + len(lines["eval"]) == 42
+    first_record = lines["train"][0]["messages"]
+    assert [m["role"] for m in first_record] == ["system", "user", "assistant"]
+    assert first_record[0]["content"] == PROJECT_FORM["instructions"] and first_record[2]["content"] in LABELS
+    card = json.loads((tmp_path / "export" / "dataset_card.json").read_text())
+    assert card["snapshot"] == second.id
 
     # an edited example: new text, votes stale; a deleted one leaves the dataset
     edited_ts = ordered[8]

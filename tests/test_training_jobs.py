@@ -113,7 +113,7 @@ def test_a_killed_work_horse_fails_the_run_and_registers_nothing(
             what="training steps",
         )
         os.kill(running.pid, signal.SIGKILL)  # what the OOM killer does
-        output, _ = worker.communicate(timeout=120)
+        output, _ = worker.communicate(timeout=300)
     finally:
         worker.kill()
     run = the_run(engine)
@@ -139,7 +139,7 @@ def test_cancel_stops_the_job_and_removes_partial_files(
             lambda: (m := status_message(emulator)) and "running" in m["text"] and m, what="running status"
         )
         assert slack.press(message, "Cancel", user="UALICE").status == 200
-        output, _ = worker.communicate(timeout=120)
+        output, _ = worker.communicate(timeout=300)
     finally:
         worker.kill()
     run = the_run(engine)
@@ -217,3 +217,17 @@ def test_cli_trains_inline_and_lists_runs(engine, training_settings, database_ur
     rows = json.loads(listed.stdout)
     assert [(r["status"], r["version"]) for r in rows] == [("finished", 1)]
     assert rows[0]["metrics"]["train_tokens"] > 0
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_a_job_past_its_timeout_fails_with_advice(slack, emulator, engine, training_settings, database_url):
+    seed_project(engine, emulator=emulator)
+    training_settings.ftbot_job_timeout = 15  # the bot sets it on the job when it enqueues
+    assert slack.slash("train ticket-router " + " ".join(ENDLESS)).status == 200
+    emulator.wait_for(lambda: status_message(emulator), what="queued")
+    worker = start_worker(training_settings, database_url, emulator)
+    output, _ = worker.communicate(timeout=300)
+    run = the_run(engine)
+    assert run.status == "failed" and "ran past its 15 s limit" in run.error, output[-2000:]
+    assert "FTBOT_JOB_TIMEOUT" in run.advice and run.version_id is None
+    assert not list((Path(training_settings.ftbot_data_dir) / "artifacts" / "ticket-router").glob("*"))

@@ -1,0 +1,465 @@
+"""Training throughput: ftbot's packed QLoRA step against two Hugging Face Trainer baselines.
+
+Same tiny 4-bit Llama (4 layers), same chat data (16-256 tokens per example, loss on the assistant
+turn only), same LoRA settings, optimizer family, learning-rate schedule and number of optimizer steps:
+
+* ``pad_longest``  - Trainer + peft, every batch padded to the longest example in the dataset
+  (``DataCollatorForSeq2Seq(padding="max_length")``), as in many tutorials;
+* ``group_by_length`` - Trainer + peft, dynamic padding to the longest example of each batch, with
+  ``train_sampling_strategy="group_by_length"`` (transformers 5 spelling of ``group_by_length=True``);
+* ``ftbot`` - ``runner.training.train``: best-fit packing into fixed rows with per-sequence
+  attention, logits only at target positions.
+
+Each method runs in its own subprocess (one after the other, so they do not share CPUs and each has
+its own peak RSS). Reported per method: real (non-pad) tokens per second of wall time and per
+CPU-second, peak memory (CUDA ``max_memory_allocated``, or the process's peak RSS and its rise during
+training on CPU), the mean training loss over the last 10 steps and the eval loss on held-out examples
+(same function for all three), and the bytes per parameter of the 4-bit base weights. The device is
+picked automatically (CUDA when present).
+
+    .venv/bin/python bench/train_throughput.py                 # ~4 minutes on 2 CPU cores
+    .venv/bin/python bench/train_throughput.py --repeats 3 --json result.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+METHODS = ("pad_longest", "group_by_length", "ftbot")
+MIN_LEN, MAX_LEN = 16, 256  # tokens per example, template included
+OVERHEAD = 6  # <s> <|user|> ... <|end|> <|assistant|> queue <|end|>
+
+
+def _rss_now() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+# --------------------------------------------------------------------------------------------------
+# Data and model (parent process)
+# --------------------------------------------------------------------------------------------------
+
+
+def build_examples(tokenizer: Any, n: int, seed: int) -> list[dict[str, Any]]:
+    """Chat examples whose token counts spread uniformly over [MIN_LEN, MAX_LEN]."""
+    from runner.synthetic import QUEUES, chat_example, ticket_examples
+
+    rng = random.Random(seed)
+    streams: dict[str, list[str]] = {q: [] for q in QUEUES}
+    for text, queue in ticket_examples(40 * n, seed):
+        streams[queue] += tokenizer.tokenize(text)
+    cursors = dict.fromkeys(QUEUES, 0)
+    examples = []
+    for index in range(n):
+        queue = QUEUES[index % len(QUEUES)]
+        words = rng.randint(MIN_LEN, MAX_LEN) - OVERHEAD
+        start = cursors[queue]
+        cursors[queue] += words
+        user = " ".join(streams[queue][start : start + words])
+        example = chat_example("", user, queue)
+        example["messages"] = example["messages"][1:]  # no system prompt: lengths stay exact
+        examples.append(example)
+    return examples
+
+
+def prepare(workdir: Path, n_train: int, n_eval: int) -> None:
+    from runner.synthetic import ticket_texts
+    from runner.tinymodel import make_tiny_model
+    from runner.training import encode_chat, load_tokenizer
+
+    model_dir = make_tiny_model(workdir / "base", ticket_texts(3000, seed=123), num_layers=4, seed=0)
+    tokenizer = load_tokenizer(model_dir)
+    train = build_examples(tokenizer, n_train, seed=1)
+    evals = build_examples(tokenizer, n_eval, seed=2)
+    lengths = [len(encode_chat(tokenizer, e["messages"]).input_ids) for e in train]
+    mean_len = sum(lengths) / len(lengths)
+    (workdir / "data.json").write_text(json.dumps({"train": train, "eval": evals, "mean_len": mean_len}))
+    print(
+        f"data: {n_train} train examples, {min(lengths)}-{max(lengths)} tokens "
+        f"(mean {sum(lengths) / len(lengths):.0f}); {n_eval} eval examples",
+        flush=True,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# One method (child process)
+# --------------------------------------------------------------------------------------------------
+
+
+def _eval_loss(model: Any, tokenizer: Any, examples: list[dict[str, Any]], device: Any) -> float:
+    import torch
+
+    from runner.training import collate_rows, encode_chat, pack_best_fit, target_loss_sum
+
+    encoded = [encode_chat(tokenizer, e["messages"]) for e in examples]
+    rows = pack_best_fit([len(e.input_ids) for e in encoded], MAX_LEN)
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(rows), 4):
+            batch = collate_rows(encoded, rows[start : start + 4], MAX_LEN, int(tokenizer.pad_token_id))
+            loss, n = target_loss_sum(model, batch.to(device))
+            total += float(loss)
+            count += n
+    return total / count
+
+
+def run_trainer(method: str, args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
+    """A baseline written as the Hugging Face docs show it: Trainer + peft on a 4-bit model."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        BitsAndBytesConfig,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    from runner.training import encode_chat
+
+    cuda = torch.cuda.is_available()
+    compute = torch.bfloat16 if cuda else torch.float32
+    model_dir = str(args.workdir / "base")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    bnb = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+    )
+    base = AutoModelForCausalLM.from_pretrained(
+        model_dir, quantization_config=bnb, dtype=compute, device_map={"": 0} if cuda else None
+    )
+    base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+    lora = LoraConfig(
+        r=args.lora_r,
+        lora_alpha=2 * args.lora_r,
+        lora_dropout=0.05,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(base, lora)
+
+    # The same tokenization (chat template, assistant-only labels) as ftbot, so the losses are comparable.
+    train_set = []
+    for example in data["train"]:
+        encoded = encode_chat(tokenizer, example["messages"])
+        ids = encoded.input_ids
+        train_set.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": encoded.labels})
+    longest = max(len(item["input_ids"]) for item in train_set)
+    padding: dict[str, Any] = (
+        {"padding": "max_length", "max_length": longest} if method == "pad_longest" else {"padding": True}
+    )
+    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, **padding)
+    counted = {"real": 0}
+
+    class CountingTrainer(Trainer):
+        """Trainer, counting the real tokens of the batches it trains on (the data loader reads ahead)."""
+
+        def training_step(self, model: Any, inputs: dict[str, Any], *rest: Any, **kw: Any) -> Any:
+            counted["real"] += int(inputs["attention_mask"].sum())
+            return super().training_step(model, inputs, *rest, **kw)
+
+    clock: dict[str, float] = {}
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, *_: Any, **__: Any) -> None:
+            clock["wall"], clock["cpu"], clock["rss"] = time.perf_counter(), time.process_time(), _rss_now()
+
+        def on_train_end(self, *_: Any, **__: Any) -> None:
+            clock["wall"] = time.perf_counter() - clock["wall"]
+            clock["cpu"] = time.process_time() - clock["cpu"]
+
+    training_args = TrainingArguments(
+        output_dir=str(args.workdir / f"out-{method}"),
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.steps,
+        learning_rate=args.lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=args.warmup_ratio,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        optim="adamw_torch" if not cuda else "paged_adamw_8bit",
+        bf16=cuda,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=args.seed,
+        use_cpu=not cuda,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if method == "group_by_length" else "random",
+    )
+    trainer = CountingTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=[Clock()],
+    )
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train()
+    peak = int(torch.cuda.max_memory_allocated()) if cuda else _peak_rss()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    device = next(model.parameters()).device
+    return {
+        "tokens": counted["real"],
+        "wall_s": clock["wall"],
+        "cpu_s": clock["cpu"],
+        "peak_bytes": peak,
+        "rss_before_bytes": clock["rss"],
+        "train_loss_last10": sum(losses[-10:]) / len(losses[-10:]),
+        "eval_loss": _eval_loss(model, tokenizer, data["eval"], device),
+        "bytes_per_param": _nf4_bytes_per_param(model),
+    }
+
+
+def run_ftbot(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
+    from peft import PeftModel
+
+    from runner.training import TrainConfig, load_base_model, load_tokenizer, pick_device, train
+
+    config = TrainConfig(
+        base_model=str(args.workdir / "base"),
+        epochs=1000,  # max_steps ends the run
+        max_steps=args.steps,
+        lr=args.lr,
+        lora_r=args.lora_r,
+        lora_alpha=2 * args.lora_r,
+        lora_dropout=0.05,
+        max_len=MAX_LEN,
+        # The baselines' tokens per step (batch_size examples of mean length), in whole rows.
+        batch_tokens=max(MAX_LEN, round(args.batch_size * data["mean_len"] / MAX_LEN) * MAX_LEN),
+        warmup_ratio=args.warmup_ratio,
+        seed=args.seed,
+        quantize=True,
+        gradient_checkpointing=False,
+        early_stopping_patience=0,
+    )
+    rss_before = _rss_now()
+    result = train(config, data["train"], [], args.workdir / f"out-ftbot-{os.getpid()}")
+    device = pick_device()
+    model = PeftModel.from_pretrained(
+        load_base_model(config.base_model, quantize=True, device=device), result.out_dir
+    )
+    tokenizer = load_tokenizer(result.out_dir)
+    losses = [loss for _, loss in result.loss_curve]
+    return {
+        "tokens": result.train_tokens,
+        "wall_s": result.train_tokens / result.tokens_per_s,
+        "cpu_s": result.train_tokens / result.tokens_per_cpu_s,
+        "peak_bytes": result.peak_memory_bytes,
+        "rss_before_bytes": rss_before,
+        "train_loss_last10": sum(losses[-10:]) / len(losses[-10:]),
+        "eval_loss": _eval_loss(model, tokenizer, data["eval"], device),
+        "bytes_per_param": _nf4_bytes_per_param(model),
+        "pad_fraction": result.pad_fraction,
+    }
+
+
+def _nf4_bytes_per_param(model: Any) -> tuple[float, float]:
+    """Bytes per weight of the 4-bit layers: (everything, without the per-layer lookup tables).
+
+    Everything = packed 4-bit data + per-block absmax (8-bit, double quantization) + second-level
+    absmax + each layer's own NF4 and dynamic-map tables (~1.1 KB per layer, which dominates for
+    the tiny model's 16k-weight layers; negligible for real ones).
+    """
+    import bitsandbytes as bnb
+    import torch
+
+    packed = blocks = tables = count = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            state: Any = module.weight.quant_state  # type: ignore[attr-defined]
+            packed += module.weight.data.nbytes
+            blocks += state.absmax.nbytes
+            tables += state.code.nbytes
+            if isinstance(state.offset, torch.Tensor):
+                blocks += state.offset.nbytes
+            if state.nested:
+                blocks += state.state2.absmax.nbytes
+                tables += state.state2.code.nbytes
+            count += state.shape.numel()
+    return (packed + blocks + tables) / count, (packed + blocks) / count
+
+
+def child(args: argparse.Namespace) -> None:
+    # Both kinds import the same libraries, so their resident memory starts from the same floor.
+    import peft  # noqa: F401
+    import torch
+    import transformers  # noqa: F401
+    from transformers import Trainer  # noqa: F401
+
+    import runner.training  # noqa: F401
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = json.loads((args.workdir / "data.json").read_text())
+    method = args.child
+    metrics = run_ftbot(args, data) if method == "ftbot" else run_trainer(method, args, data)
+    metrics["method"] = method
+    metrics["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    metrics["threads"] = torch.get_num_threads()
+    print("RESULT " + json.dumps(metrics), flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Parent
+# --------------------------------------------------------------------------------------------------
+
+
+def _rate(run: dict[str, Any], clock: str) -> float:
+    return float(run["tokens"] / run[clock])
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method: the best rates over its repeats (the machine's noise only ever slows a run down),
+    the highest peak memory, and the losses (identical across repeats: same seed, same data)."""
+    summary: dict[str, dict[str, Any]] = {}
+    for method in METHODS:
+        mine = [r for r in runs if r["method"] == method]
+        if not mine:
+            continue
+        rise = [max(0, r["peak_bytes"] - r["rss_before_bytes"]) if r["device"] == "cpu" else 0 for r in mine]
+        summary[method] = {
+            "tokens_per_s": max(_rate(r, "wall_s") for r in mine),
+            "tokens_per_cpu_s": max(_rate(r, "cpu_s") for r in mine),
+            "all_tokens_per_s": [round(_rate(r, "wall_s")) for r in mine],
+            "peak_bytes": max(r["peak_bytes"] for r in mine),
+            "rise_bytes": max(rise),
+            "train_loss_last10": mine[0]["train_loss_last10"],
+            "eval_loss": mine[0]["eval_loss"],
+            "bytes_per_param": mine[0]["bytes_per_param"],
+            "tokens": mine[0]["tokens"],
+            "device": mine[0]["device"],
+            "threads": mine[0]["threads"],
+        }
+    return summary
+
+
+def _table(summary: dict[str, dict[str, Any]]) -> str:
+    rows = [
+        "| method | tokens/s (wall) | tokens per CPU-s | peak memory | rise in training "
+        "| train loss (last 10) | eval loss | tokens | each run's tokens/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method, s in summary.items():
+        rows.append(
+            f"| {method} | {s['tokens_per_s']:.0f} | {s['tokens_per_cpu_s']:.0f} "
+            f"| {s['peak_bytes'] / 2**20:.0f} MiB | {s['rise_bytes'] / 2**20:.0f} MiB "
+            f"| {s['train_loss_last10']:.3f} | {s['eval_loss']:.3f} "
+            f"| {s['tokens']} | {', '.join(map(str, s['all_tokens_per_s']))} |"
+        )
+    any_run = next(iter(summary.values()))
+    everything, per_block = any_run["bytes_per_param"]
+    rows.append(
+        f"\n4-bit NF4 + double quantization: {everything:.3f} bytes/param in the tiny model's layers "
+        f"({per_block:.4f} without the per-layer lookup tables, i.e. in large layers; floor 0.5). "
+        f"Device: {any_run['device']}, {any_run['threads']} torch threads."
+    )
+    ours = summary.get("ftbot")
+    for name in ("pad_longest", "group_by_length"):
+        if ours and name in summary:
+            other = summary[name]
+            rows.append(
+                f"ftbot vs {name}: {ours['tokens_per_s'] / other['tokens_per_s']:.2f}x tokens/s (wall), "
+                f"{ours['tokens_per_cpu_s'] / other['tokens_per_cpu_s']:.2f}x tokens per CPU-s, "
+                f"peak memory {ours['peak_bytes'] / other['peak_bytes']:.2f}x"
+            )
+    return "\n".join(rows)
+
+
+def _run_child(method: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", method, "--workdir", str(workdir)]
+    command += ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr)]
+    command += ["--lora-r", str(args.lora_r), "--warmup-ratio", str(args.warmup_ratio)]
+    command += ["--seed", str(args.seed), "--threads", str(args.threads)]
+    began = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{method} failed (exit {done.returncode})")
+    result: dict[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
+    print(
+        f"{method}: {_rate(result, 'wall_s'):.0f} tokens/s, eval loss {result['eval_loss']:.3f} "
+        f"({time.perf_counter() - began:.0f} s)",
+        flush=True,
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=0, help="optimizer steps per method (0: one epoch)")
+    # 11 examples of 138 tokens on average fill 6 packed rows of 256 almost exactly (1518 vs 1505 tokens),
+    # so all methods see the same data per step.
+    parser.add_argument("--batch-size", type=int, default=11, help="examples per step for the baselines")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="runs per method, interleaved; the best counts"
+    )
+    parser.add_argument("--train-examples", type=int, default=352)
+    parser.add_argument("--eval-examples", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--warmup-ratio", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0)
+    # One thread by default: on a shared CPU, oversubscribed OpenMP threads spin-wait and swamp the
+    # differences being measured (4.6x slower training was measured with 2 threads on 2 busy cores).
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS)
+    )
+    parser.add_argument("--json", type=Path, help="also write every run and the summary here")
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args)
+        return 0
+
+    methods = args.methods.split(",")
+    args.steps = args.steps or -(-args.train_examples // args.batch_size)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="ftbot-bench-") as tmp:
+        workdir = Path(tmp)
+        prepare(workdir, args.train_examples, args.eval_examples)
+        for repeat in range(args.repeats):
+            # Alternate the order so slow drift in the machine's load does not favour one method.
+            for method in methods if repeat % 2 == 0 else methods[::-1]:
+                runs.append(_run_child(method, args, workdir))
+    summary = _summary(runs)
+    print(_table(summary))
+    if args.json:
+        args.json.write_text(json.dumps({"runs": runs, "summary": summary}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
