@@ -10,15 +10,21 @@ turn only), same LoRA settings, optimizer family, learning-rate schedule and num
 * ``ftbot`` - ``runner.training.train``: best-fit packing into fixed rows with per-sequence
   attention, logits only at target positions.
 
-Each method runs in its own subprocess (one after the other, so they do not share CPUs and each has
-its own peak RSS). Reported per method: real (non-pad) tokens per second of wall time and per
-CPU-second, peak memory (CUDA ``max_memory_allocated``, or the process's peak RSS and its rise during
-training on CPU), the mean training loss over the last 10 steps and the eval loss on held-out examples
-(same function for all three), and the bytes per parameter of the 4-bit base weights. The device is
-picked automatically (CUDA when present).
+Each method runs in its own subprocess (its own peak RSS). By default the three run at the same time,
+each on one torch thread, and start training together behind a file barrier: on a shared machine whose
+load drifts (this one: 2 cores, other test suites), running them one after another gave ratios that
+swung by +-15% between repeats, while concurrent runs see the same load; the median of ``--repeats``
+rounds is reported. ``--sequential`` runs them one after another (best of the repeats) for a dedicated
+machine. One epoch of the baselines by default: 11 examples per step, which is what 6 packed rows of
+256 tokens hold, so every method sees the same data per step. Reported per method: real (non-pad)
+tokens per second of wall time and per CPU-second, peak memory (CUDA ``max_memory_allocated``, or the
+process's peak RSS and its rise during training on CPU), the mean training loss of the last 10 steps
+and the eval loss on held-out examples (one function for all three), and the bytes per parameter of
+the 4-bit base weights. The device is picked automatically (CUDA when present; there, use
+``--sequential``: the runs would share one GPU).
 
-    .venv/bin/python bench/train_throughput.py                 # ~4 minutes on 2 CPU cores
-    .venv/bin/python bench/train_throughput.py --repeats 3 --json result.json
+    .venv/bin/python bench/train_throughput.py                  # ~4 minutes on 2 CPU cores
+    .venv/bin/python bench/train_throughput.py --sequential --repeats 3 --json result.json
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -135,10 +142,12 @@ def run_trainer(method: str, args: argparse.Namespace, data: dict[str, Any]) -> 
         Trainer,
         TrainerCallback,
         TrainingArguments,
+        set_seed,
     )
 
     from runner.training import encode_chat
 
+    set_seed(args.seed)  # before the LoRA weights are drawn (Trainer seeds only at its construction)
     cuda = torch.cuda.is_available()
     compute = torch.bfloat16 if cuda else torch.float32
     model_dir = str(args.workdir / "base")
@@ -222,6 +231,7 @@ def run_trainer(method: str, args: argparse.Namespace, data: dict[str, Any]) -> 
     )
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    _wait_at_barrier(args.barrier, args.parties, method)
     trainer.train()
     peak = int(torch.cuda.max_memory_allocated()) if cuda else _peak_rss()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
@@ -261,6 +271,7 @@ def run_ftbot(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
         early_stopping_patience=0,
     )
     rss_before = _rss_now()
+    _wait_at_barrier(args.barrier, args.parties, "ftbot")
     result = train(config, data["train"], [], args.workdir / f"out-ftbot-{os.getpid()}")
     device = pick_device()
     model = PeftModel.from_pretrained(
@@ -336,9 +347,13 @@ def _rate(run: dict[str, Any], clock: str) -> float:
     return float(run["tokens"] / run[clock])
 
 
-def _summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per method: the best rates over its repeats (the machine's noise only ever slows a run down),
-    the highest peak memory, and the losses (identical across repeats: same seed, same data)."""
+def _summary(runs: list[dict[str, Any]], *, best: bool) -> dict[str, dict[str, Any]]:
+    """Per method: the best (sequential: noise only ever slows a run down) or median (concurrent) rates
+    over its repeats, the highest peak memory, and the losses (identical across repeats: same seed)."""
+
+    def pick(values: list[float]) -> float:
+        return max(values) if best else statistics.median(values)
+
     summary: dict[str, dict[str, Any]] = {}
     for method in METHODS:
         mine = [r for r in runs if r["method"] == method]
@@ -346,9 +361,9 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             continue
         rise = [max(0, r["peak_bytes"] - r["rss_before_bytes"]) if r["device"] == "cpu" else 0 for r in mine]
         summary[method] = {
-            "tokens_per_s": max(_rate(r, "wall_s") for r in mine),
-            "tokens_per_cpu_s": max(_rate(r, "cpu_s") for r in mine),
-            "all_tokens_per_s": [round(_rate(r, "wall_s")) for r in mine],
+            "tokens_per_s": pick([_rate(r, "wall_s") for r in mine]),
+            "tokens_per_cpu_s": pick([_rate(r, "cpu_s") for r in mine]),
+            "each_run": [(round(_rate(r, "wall_s")), round(_rate(r, "cpu_s"))) for r in mine],
             "peak_bytes": max(r["peak_bytes"] for r in mine),
             "rise_bytes": max(rise),
             "train_loss_last10": mine[0]["train_loss_last10"],
@@ -361,10 +376,10 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return summary
 
 
-def _table(summary: dict[str, dict[str, Any]]) -> str:
+def _table(summary: dict[str, dict[str, Any]], *, sequential: bool) -> str:
     rows = [
         "| method | tokens/s (wall) | tokens per CPU-s | peak memory | rise in training "
-        "| train loss (last 10) | eval loss | tokens | each run's tokens/s |",
+        "| train loss (last 10) | eval loss | tokens | each run: tokens/s, per CPU-s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for method, s in summary.items():
@@ -372,14 +387,20 @@ def _table(summary: dict[str, dict[str, Any]]) -> str:
             f"| {method} | {s['tokens_per_s']:.0f} | {s['tokens_per_cpu_s']:.0f} "
             f"| {s['peak_bytes'] / 2**20:.0f} MiB | {s['rise_bytes'] / 2**20:.0f} MiB "
             f"| {s['train_loss_last10']:.3f} | {s['eval_loss']:.3f} "
-            f"| {s['tokens']} | {', '.join(map(str, s['all_tokens_per_s']))} |"
+            f"| {s['tokens']} | {'; '.join(f'{w}, {c}' for w, c in s['each_run'])} |"
         )
     any_run = next(iter(summary.values()))
     everything, per_block = any_run["bytes_per_param"]
     rows.append(
         f"\n4-bit NF4 + double quantization: {everything:.3f} bytes/param in the tiny model's layers "
         f"({per_block:.4f} without the per-layer lookup tables, i.e. in large layers; floor 0.5). "
-        f"Device: {any_run['device']}, {any_run['threads']} torch threads."
+        f"Device: {any_run['device']}, {any_run['threads']} torch threads per run."
+    )
+    rows.append(
+        "Runs: one method after another, best of the repeats."
+        if sequential
+        else "Runs: all methods at once (start barrier), median of the repeats: every method sees the same "
+        "machine load, so compare ratios; tokens/s are shares of the CPU."
     )
     ours = summary.get("ftbot")
     for name in ("pad_longest", "group_by_length"):
@@ -393,24 +414,74 @@ def _table(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def _run_child(method: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def _child_command(method: str, args: argparse.Namespace, workdir: Path) -> list[str]:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", method, "--workdir", str(workdir)]
     command += ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr)]
     command += ["--lora-r", str(args.lora_r), "--warmup-ratio", str(args.warmup_ratio)]
     command += ["--seed", str(args.seed), "--threads", str(args.threads)]
-    began = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode or not lines:
-        print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"{method} failed (exit {done.returncode})")
+    return command
+
+
+def _result(method: str, returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    if returncode or not lines:
+        print(stdout[-3000:], stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{method} failed (exit {returncode})")
     result: dict[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
     print(
-        f"{method}: {_rate(result, 'wall_s'):.0f} tokens/s, eval loss {result['eval_loss']:.3f} "
-        f"({time.perf_counter() - began:.0f} s)",
+        f"  {method}: {_rate(result, 'wall_s'):.0f} tokens/s, {_rate(result, 'cpu_s'):.0f} per CPU-s, "
+        f"eval loss {result['eval_loss']:.3f}",
         flush=True,
     )
     return result
+
+
+def _run_round(
+    methods: list[str], args: argparse.Namespace, workdir: Path, index: int
+) -> list[dict[str, Any]]:
+    """One run of every method: all at once behind a start barrier, or (``--sequential``) one by one."""
+    began = time.perf_counter()
+    if args.sequential:
+        results = []
+        # Alternate the order so slow drift in the machine's load does not favour one method.
+        for method in methods if index % 2 == 0 else methods[::-1]:
+            done = subprocess.run(
+                _child_command(method, args, workdir), capture_output=True, text=True, cwd=ROOT
+            )
+            results.append(_result(method, done.returncode, done.stdout, done.stderr))
+    else:
+        barrier = workdir / f"barrier-{index}"
+        barrier.mkdir()
+        children = {
+            method: subprocess.Popen(
+                [
+                    *_child_command(method, args, workdir),
+                    "--barrier",
+                    str(barrier),
+                    "--parties",
+                    str(len(methods)),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            for method in methods
+        }
+        outputs = {method: child.communicate() for method, child in children.items()}
+        results = [_result(m, children[m].returncode, *outputs[m]) for m in methods]
+    print(f"round {index + 1} done in {time.perf_counter() - began:.0f} s", flush=True)
+    return results
+
+
+def _wait_at_barrier(barrier: Path | None, parties: int, name: str) -> None:
+    """Concurrent mode: start training only when every method has finished loading."""
+    if barrier is None:
+        return
+    (barrier / f"{name}-{os.getpid()}").touch()
+    deadline = time.monotonic() + 600
+    while len(list(barrier.iterdir())) < parties and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -437,7 +508,14 @@ def main(argv: list[str] | None = None) -> int:
         "--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS)
     )
     parser.add_argument("--json", type=Path, help="also write every run and the summary here")
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run the methods one after another (a dedicated machine) instead of all at once",
+    )
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--barrier", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--parties", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -450,12 +528,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ftbot-bench-") as tmp:
         workdir = Path(tmp)
         prepare(workdir, args.train_examples, args.eval_examples)
-        for repeat in range(args.repeats):
-            # Alternate the order so slow drift in the machine's load does not favour one method.
-            for method in methods if repeat % 2 == 0 else methods[::-1]:
-                runs.append(_run_child(method, args, workdir))
-    summary = _summary(runs)
-    print(_table(summary))
+        for index in range(args.repeats):
+            runs += _run_round(methods, args, workdir, index)
+    summary = _summary(runs, best=args.sequential)
+    print(_table(summary, sequential=args.sequential))
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "summary": summary}, indent=2) + "\n")
     return 0

@@ -73,7 +73,7 @@ def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
 def generate(
     model: Any,
     tokenizer: Any,
-    conversations: Sequence[list[Mapping[str, str]]],
+    conversations: Sequence[Sequence[Mapping[str, str]]],
     *,
     max_new_tokens: int,
     batch_size: int = 16,

@@ -21,13 +21,14 @@ projection of every prompt token is the largest activation of the step.
 Measured on CPU (bench/train_throughput.py, 4-layer 4-bit tiny Llama, 16-256-token chat examples):
 rows come out ~98% full; against Trainer + peft with ``group_by_length`` dynamic padding the packed
 step trained 1.13x more tokens per CPU-second with 0.81x the peak memory, and 1.7x against padding
-to the longest example. Two alternatives were measured and dropped: one causal SDPA call per packed
-sequence (no mask, ``sum(len**2)`` attention work) was ~10% slower at these lengths than one masked
-call per row, and flattening a whole step into one long row (the fact sheet's "padding-free") was
-slower than dynamic padding.
+to the longest example. Alternatives dropped: one causal SDPA call per packed sequence (no mask,
+``sum(len**2)`` attention work) measured ~8% slower at these lengths than one masked call per row;
+flattening a whole step into one long row was found slower than dynamic padding on CPU.
 
 Torch, transformers, peft and bitsandbytes are imported at the top of this module, so only the worker
-imports it (never ``bot/``).
+imports it (never ``bot/``). ``TrainConfig``, ``Progress`` and ``TrainingCancelled`` live in the
+torch-free ``runner.training_config`` (the bot validates ``/finetune train`` overrides with it) and are
+re-exported here.
 """
 
 from __future__ import annotations

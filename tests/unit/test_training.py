@@ -1,7 +1,7 @@
 """QLoRA training on CPU, for real: config checks, label masking, packing, and a tiny model that learns.
 
 The expensive part (make a tiny Llama, train a 4-bit LoRA adapter on synthetic support tickets) runs
-once per session in the `trained` fixture; under pytest-xdist the first worker to need it trains and
+once in the module-scoped `trained` fixture; under pytest-xdist the first worker to need it trains and
 the others wait for its files (a lock in the session's shared temp folder), so it never runs twice.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -72,19 +73,20 @@ def accuracy(model: Any, tokenizer: Any, tickets: list[tuple[str, str]]) -> floa
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session", autouse=True)
-def threads_per_worker() -> None:
-    """Under pytest-xdist, give each worker its share of the cores, not all of them.
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Run this module's torch work on one thread (restored afterwards).
 
-    Oversubscribed OpenMP threads spin-wait: with 2 threads per worker on 2 busy cores the training
-    fixture took 4.6x longer (143 s against 31 s wall) than with 1.
+    The tiny model's matmuls are too small to gain from more, and on a busy machine OpenMP threads
+    spin-wait: with 2 threads on 2 shared cores the training fixture took 108-143 s, with 1 thread 19-31 s.
     """
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     texts = ticket_texts(2000, seed=99) + [SYSTEM]
     return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model", texts, **MODEL_ARGS)
@@ -121,7 +123,7 @@ def _train_once(folder: Path) -> Trained:
     return Trained(model_dir, out_dir, fingerprint, progress)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """One real 4-bit QLoRA run on CPU, shared by every test (and every xdist worker) of the session."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -137,7 +139,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def held_out() -> list[tuple[str, str]]:
     return ticket_examples(N_TEST, seed=3)
 
@@ -252,8 +254,10 @@ def test_tiny_model_loads_offline_with_its_chat_template(tiny_model: Path) -> No
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     assert model.config.hidden_size == 256 and len(tokenizer) <= model.config.vocab_size
-    prompt = tokenizer.apply_chat_template(
-        conversation("my parcel is lost"), tokenize=False, add_generation_prompt=True
+    prompt = str(
+        tokenizer.apply_chat_template(
+            conversation("my parcel is lost"), tokenize=False, add_generation_prompt=True
+        )
     )
     assert prompt.endswith("<|assistant|>\n")
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
