@@ -8,22 +8,22 @@ turn only), same LoRA settings, optimizer family, learning-rate schedule and num
 * ``group_by_length`` - Trainer + peft, dynamic padding to the longest example of each batch, with
   ``train_sampling_strategy="group_by_length"`` (transformers 5 spelling of ``group_by_length=True``);
 * ``ftbot`` - ``runner.training.train``: best-fit packing into fixed rows with per-sequence
-  attention, logits only at target positions.
+  attention, logits only at target positions, PEFT's LoRA layers run through ``runner.fastlora``.
 
-Each method runs in its own subprocess (its own peak RSS). By default the three run at the same time,
-each on one torch thread, and start training together behind a file barrier: on a shared machine whose
-load drifts (this one: 2 cores, other test suites), running them one after another gave ratios that
-swung by +-15% between repeats, while concurrent runs see the same load; the median of ``--repeats``
-rounds is reported. ``--sequential`` runs them one after another (best of the repeats) for a dedicated
-machine. One epoch of the baselines by default: 11 examples per step, which is what 6 packed rows of
-256 tokens hold, so every method sees the same data per step. Reported per method: real (non-pad)
-tokens per second of wall time and per CPU-second, peak memory (CUDA ``max_memory_allocated``, or the
-process's peak RSS and its rise during training on CPU), the mean training loss of the last 10 steps
-and the eval loss on held-out examples (one function for all three), and the bytes per parameter of
-the 4-bit base weights. The device is picked automatically (CUDA when present; there, use
-``--sequential``: the runs would share one GPU).
+Each method runs in its own subprocess (its own peak RSS). By default the three run at the same
+time, each on one torch thread, and start training together behind a file barrier: on a shared
+machine whose load drifts (this one: 2 cores, other test suites), running them one after another gave
+ratios that swung by +-15% between repeats, while concurrent runs see the same load. ``--sequential``
+runs them one after another (best of ``--repeats``) for a dedicated machine, and is used on CUDA.
+Two epochs of the baselines by default (64 steps of 11 examples; 6 packed rows of 256 tokens hold
+about as much), so every method sees nearly the same data per step.
 
-    .venv/bin/python bench/train_throughput.py                  # ~4 minutes on 2 CPU cores
+Reported per method: real (non-pad) tokens per second of wall time and per CPU-second, peak memory
+(CUDA ``max_memory_allocated``, or the process's peak RSS and its rise during training on CPU), the
+mean training loss of the last 10 steps and the eval loss on held-out examples (one function for all
+three), and the bytes per parameter of the 4-bit base weights.
+
+    .venv/bin/python bench/train_throughput.py                  # ~1 minute per round on 2 CPU cores
     .venv/bin/python bench/train_throughput.py --sequential --repeats 3 --json result.json
 """
 
@@ -243,8 +243,9 @@ def run_trainer(method: str, args: argparse.Namespace, data: dict[str, Any]) -> 
         "peak_bytes": peak,
         "rss_before_bytes": clock["rss"],
         "train_loss_last10": sum(losses[-10:]) / len(losses[-10:]),
-        "eval_loss": _eval_loss(model, tokenizer, data["eval"], device),
+        # Before evaluating: on AVX512-BF16 CPUs, inference repacks the weights (bf16 block scales).
         "bytes_per_param": _nf4_bytes_per_param(model),
+        "eval_loss": _eval_loss(model, tokenizer, data["eval"], device),
     }
 
 
@@ -286,8 +287,9 @@ def run_ftbot(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
         "peak_bytes": result.peak_memory_bytes,
         "rss_before_bytes": rss_before,
         "train_loss_last10": sum(losses[-10:]) / len(losses[-10:]),
-        "eval_loss": _eval_loss(model, tokenizer, data["eval"], device),
+        # Before evaluating: on AVX512-BF16 CPUs, inference repacks the weights (bf16 block scales).
         "bytes_per_param": _nf4_bytes_per_param(model),
+        "eval_loss": _eval_loss(model, tokenizer, data["eval"], device),
         "pad_fraction": result.pad_fraction,
     }
 
@@ -488,12 +490,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=0, help="optimizer steps per method (0: one epoch)")
+    parser.add_argument("--steps", type=int, default=0, help="optimizer steps per method (0: --epochs)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the baselines, when --steps is 0")
     # 11 examples of 138 tokens on average fill 6 packed rows of 256 almost exactly (1518 vs 1505 tokens),
     # so all methods see the same data per step.
     parser.add_argument("--batch-size", type=int, default=11, help="examples per step for the baselines")
     parser.add_argument(
-        "--repeats", type=int, default=2, help="runs per method, interleaved; the best counts"
+        "--repeats",
+        type=int,
+        default=1,
+        help="rounds of runs; the median (concurrent) or best (sequential) counts",
     )
     parser.add_argument("--train-examples", type=int, default=352)
     parser.add_argument("--eval-examples", type=int, default=64)
@@ -523,7 +529,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     methods = args.methods.split(",")
-    args.steps = args.steps or -(-args.train_examples // args.batch_size)
+    if not args.sequential:
+        import torch
+
+        args.sequential = torch.cuda.is_available()  # concurrent runs would share the one GPU
+    args.steps = args.steps or args.epochs * -(-args.train_examples // args.batch_size)
     runs = []
     with tempfile.TemporaryDirectory(prefix="ftbot-bench-") as tmp:
         workdir = Path(tmp)
