@@ -22,13 +22,13 @@ dropout; same math, same adapter files).
 
 Measured on CPU (bench/train_throughput.py: 4-layer 4-bit tiny Llama, 16-256-token chat examples, two
 epochs, the three methods run concurrently so they share the machine's load, median of 3 rounds):
-1.90x the real tokens per CPU-second of Trainer + peft padding to the dataset's longest example, and
-1.20x those of Trainer + peft with ``group_by_length`` dynamic padding, at 0.74x its peak memory and a
-similar eval loss (0.049 vs 0.057 and 0.034). Rows come out ~95% full at these lengths; the rest of the
-gain is per-token work (fused LoRA forward, dropout, logits only at targets). Alternatives measured
-and dropped: one causal SDPA call per packed sequence (no mask, ``sum(len**2)`` attention) was ~8%
-slower than one masked call per row at these lengths; flattening a step into one long row was reported
-slower than dynamic padding on CPU.
+2.00x the real tokens per CPU-second of Trainer + peft padding to the dataset's longest example, and
+1.25x those of Trainer + peft with ``group_by_length`` dynamic padding, at 0.74x its peak memory and a
+similar eval loss (0.049 vs 0.057 and 0.034); run one after another, 1.93x and 1.23x. Rows come out
+~95% full at these lengths; the rest of the gain is per-token work (fused LoRA forward, dropout,
+logits only at targets). Alternatives measured and dropped: one causal SDPA call per packed sequence
+(no mask, ``sum(len**2)`` attention) was ~8% slower than one masked call per row at these lengths;
+flattening a step into one long row was reported slower than dynamic padding on CPU.
 
 Torch, transformers, peft and bitsandbytes are imported at the top of this module, so only the worker
 imports it (never ``bot/``). ``TrainConfig``, ``Progress`` and ``TrainingCancelled`` live in the
