@@ -64,7 +64,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from runner import readiness  # noqa: E402
-from tests.slack_client import Reply, SlackSide, buttons, sign  # noqa: E402
+from tests.slack_client import Reply, SlackSide, buttons  # noqa: E402
 from tests.slack_emulator import SlackEmulator  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret"
@@ -134,20 +134,8 @@ class TimedSlackSide(SlackSide):
         self.presser = presser
         self.last_seconds = math.nan
 
-    def post(
-        self,
-        body: str,
-        content_type: str,
-        *,
-        signed: bool = True,
-        timestamp: int | None = None,
-        headers: dict[str, str] | None = None,
-        secret: str | None = None,
-    ) -> Reply:
-        all_headers = {"Content-Type": content_type, **(headers or {})}
-        if signed:
-            all_headers.update(sign(secret or self.secret, body, timestamp))
-        status, text, seconds = self.presser.post(self.url, body.encode(), all_headers)
+    def send(self, body: bytes, headers: dict[str, str]) -> Reply:
+        status, text, seconds = self.presser.post(self.url, body, headers)
         self.last_seconds = seconds
         return Reply(status, text, {})
 

@@ -63,7 +63,11 @@ class SlackSide:
         all_headers = {"Content-Type": content_type, **(headers or {})}
         if signed:
             all_headers.update(sign(secret or self.secret, body, timestamp))
-        request = urllib.request.Request(self.url, data=body.encode(), headers=all_headers, method="POST")
+        return self.send(body.encode(), all_headers)
+
+    def send(self, body: bytes, headers: dict[str, str]) -> Reply:
+        """POST ``body`` as it is, with ``headers``, to the bot (the transport; benchmarks swap it)."""
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return Reply(response.status, response.read().decode(), dict(response.headers))
