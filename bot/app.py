@@ -15,8 +15,10 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
+from bot import inbox
 from bot.directory import Directory
 from bot.http import request_kind
+from bot.inbox import InboxExecutor
 from bot.listeners import commands, datasets, events, interview, middleware, registry, training
 from bot.tally import Throttle
 from runner.config import Settings
@@ -64,6 +66,7 @@ def build_app(
         token_verification_enabled=False,  # auth.test happens lazily on the first request instead
         process_before_response=False,
         logger=bolt_logger,
+        listener_executor=InboxExecutor(engine),
     )
     tally = Throttle(
         lambda project_id: datasets.refresh_tally(deps, app.client, project_id), settings.ftbot_tally_interval
@@ -83,5 +86,6 @@ def build_app(
         kind = request_kind(body)
         LISTENER_ERRORS.labels(listener=kind).inc()
         log.error("listener failed", exc_info=error, extra={"request_kind": kind})
+        inbox.mark_failed(engine, body, error)
 
     return app

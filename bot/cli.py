@@ -101,8 +101,11 @@ def serve(socket: bool, host: str, port: int, workers: int, threads: int) -> Non
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
         from bot.app import build_app
+        from bot.inbox import Sweeper
 
-        app = build_app(settings, _engine(settings), socket_mode=True)
+        engine = _engine(settings)
+        app = build_app(settings, engine, socket_mode=True)
+        Sweeper(app, engine, settings).start()  # replays events a crashed process left unfinished
         SocketModeHandler(app, settings.slack_app_token).start()
         return
     from bot.server import run_gunicorn

@@ -20,11 +20,14 @@ def make_wsgi_app(settings: Settings) -> Any:
 
     from bot.app import build_app
     from bot.http import FtbotRequestHandler
+    from bot.inbox import Sweeper
     from runner.db import make_engine
 
     engine = make_engine(settings.sqlalchemy_url)
+    app = build_app(settings, engine)
+    Sweeper(app, engine, settings).start()  # replays events a crashed process left unfinished
     return FtbotRequestHandler(
-        build_app(settings, engine),
+        app,
         engine,
         redis=Redis.from_url(settings.redis_url),
         queues=settings.ftbot_queues,

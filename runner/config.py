@@ -69,6 +69,14 @@ class Settings(BaseSettings):
         default=None, description="Command or http(s) URL called with the new deployment manifest"
     )
     ftbot_directory_ttl: float = Field(default=60.0, description="Seconds user-group members are cached")
+    ftbot_event_replay_after: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds before an event whose listener never finished (a crash) is replayed",
+    )
+    ftbot_event_attempts: int = Field(
+        default=3, ge=1, description="Deliveries of one event at most, the first included"
+    )
     slack_client_id: str | None = Field(default=None, description="Must stay unset (see below)")
     slack_client_secret: str | None = Field(default=None, description="Must stay unset (see below)")
 

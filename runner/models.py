@@ -62,13 +62,27 @@ class InterviewAnswer(SQLModel, table=True):
     retracted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
+class EventStatus(StrEnum):
+    PENDING = "pending"  # received (and acknowledged); its listener has not finished yet
+    DONE = "done"
+    FAILED = "failed"  # its listener raised; replayed until the attempts run out
+
+
 class ProcessedEvent(SQLModel, table=True):
-    """Slack event ids already handled: the primary key makes a redelivery a no-op on every replica."""
+    """Slack events received: the primary key makes a redelivery a no-op on every replica, and the
+    body of an event whose listener never finished (a crash after the ack) is kept to replay it."""
 
     __tablename__ = "processed_event"
     event_id: str = Field(primary_key=True, max_length=64)
     event_type: str = Field(default="", max_length=64)
     received_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+    status: str = Field(default=EventStatus.DONE.value, index=True, max_length=16)
+    body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    attempts: int = Field(default=1)
+    attempted_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class TaskType(StrEnum):

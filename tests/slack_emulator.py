@@ -260,6 +260,8 @@ class SlackEmulator:
         self.calls: list[Call] = []
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)  # notified after every call the emulator answers
+        self._holds: dict[str, deque[threading.Event]] = {}
+        self.held: list[str] = []  # methods whose call is (or was) held by `hold_next`
         self._responses: list[dict[str, Any]] = []  # what the app posted to response_url endpoints
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -482,6 +484,14 @@ class SlackEmulator:
             fault = _Fault("ratelimited", status=429, retry_after=retry_after)
             self._faults.setdefault(method, deque()).extend(fault for _ in range(times))
 
+    def hold_next(self, method: str) -> threading.Event:
+        """The next call of ``method`` waits, unanswered, until the returned event is set (a slow
+        Slack, or a bot process killed while it waits); the method's name is added to ``held``."""
+        release = threading.Event()
+        with self._lock:
+            self._holds.setdefault(method, deque()).append(release)
+        return release
+
     # ------------------------------------------------------------------ inspection
 
     def calls_to(self, method: str) -> list[Call]:
@@ -537,6 +547,15 @@ class SlackEmulator:
 
     def handle_api(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
         """Answer one API call (see `_answer_api`) and wake up anyone in `wait_for`."""
+        method = args[0] if args else kwargs["method"]
+        with self._changed:
+            holds = self._holds.get(method)
+            release = holds.popleft() if holds else None
+            if release is not None:
+                self.held.append(method)
+                self._changed.notify_all()
+        if release is not None:
+            release.wait(timeout=60)
         with self._changed:
             answer = self._answer_api(*args, **kwargs)
             self._changed.notify_all()

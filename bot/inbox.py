@@ -1,0 +1,195 @@
+"""Slack events survive a crash between their ack and the end of their listener.
+
+Bolt acknowledges an event before its listener runs (on a thread pool), and Slack never redelivers an
+acknowledged event, so a process that dies in between (a deploy, the OOM killer) would lose it: a vote
+not counted, a reply never added. Here:
+
+1. The event middleware (``bot/listeners/middleware.py``) records every event, body included, as
+   ``pending`` before the ack. The primary key on Slack's event id still drops redeliveries.
+2. :class:`InboxExecutor`, Bolt's listener pool, marks the event ``done`` when its listener returns;
+   the app's error handler marks it ``failed`` (with the error) when the listener raises.
+3. :class:`Sweeper`, a thread in every server process, replays through the same Bolt app each event
+   left ``pending`` or ``failed`` for longer than ``FTBOT_EVENT_REPLAY_AFTER`` seconds, until it has
+   been delivered ``FTBOT_EVENT_ATTEMPTS`` times. A replay is claimed by a compare-and-set on the
+   attempt count, so two replicas never replay the same event at once.
+
+Listeners are idempotent (examples, votes and edits are keyed by Slack's own ids), so replaying an
+event whose work had in fact finished changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+from slack_bolt import App, BoltRequest
+from sqlalchemy import and_, or_, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from runner.config import Settings
+from runner.db import session_scope
+from runner.models import EventStatus, ProcessedEvent, utcnow
+
+log = logging.getLogger(__name__)
+
+REPLAY_HEADER = "x-ftbot-replay"  # carries the event id of a replayed event (the body is signed)
+
+# The event the current request thread is dispatching: set by the middleware, taken by the executor
+# when Bolt hands it the listener (both happen on the request thread, within one dispatch).
+_dispatching: contextvars.ContextVar[str | None] = contextvars.ContextVar("ftbot_event", default=None)
+
+
+def event_id_of(body: dict[str, Any]) -> str | None:
+    """Slack's event id of an Events API request body, or None for any other request."""
+    if body.get("type") != "event_callback":
+        return None
+    event_id = body.get("event_id")
+    return str(event_id) if event_id else None
+
+
+def record(engine: Engine, event_id: str, body: dict[str, Any]) -> bool:
+    """Store a newly received event as pending. False when the event id was already received."""
+    try:
+        with session_scope(engine) as session:
+            session.add(
+                ProcessedEvent(
+                    event_id=event_id,
+                    event_type=str((body.get("event") or {}).get("type", "")),
+                    status=EventStatus.PENDING.value,
+                    body=json.dumps(body, separators=(",", ":")),
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def dispatching(event_id: str | None) -> None:
+    """Name the event whose listener the current dispatch is about to start (None: not an event)."""
+    _dispatching.set(event_id)
+
+
+def _settle(engine: Engine, event_id: str, status: EventStatus, error: str | None = None) -> bool:
+    """pending → ``status``; False when the event is no longer pending (already settled)."""
+    with session_scope(engine) as session:
+        result = session.execute(
+            update(ProcessedEvent)
+            .where(col(ProcessedEvent.event_id) == event_id)
+            .where(col(ProcessedEvent.status) == EventStatus.PENDING.value)
+            .values(status=status.value, error=error)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_failed(engine: Engine, body: dict[str, Any], error: BaseException) -> None:
+    """Record that an event's listener raised, so the sweeper replays it (the app's error handler)."""
+    event_id = event_id_of(body)
+    if event_id:
+        _settle(engine, event_id, EventStatus.FAILED, f"{type(error).__name__}: {error}"[:2000])
+
+
+class InboxExecutor(ThreadPoolExecutor):
+    """Bolt's listener pool: an event's listener, once it returns, marks the event done."""
+
+    def __init__(self, engine: Engine, max_workers: int = 5) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix="ftbot-listener")
+        self.engine = engine
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        event_id = _dispatching.get()
+        _dispatching.set(None)
+        if event_id is None:
+            return super().submit(fn, *args, **kwargs)
+
+        def run_and_settle() -> Any:
+            try:
+                return fn(*args, **kwargs)  # Bolt's runner: calls the error handler if the listener raises
+            finally:
+                try:
+                    _settle(self.engine, event_id, EventStatus.DONE)
+                except Exception:  # the database is away: the sweeper replays the event later
+                    log.exception("could not mark an event done", extra={"event_id": event_id})
+
+        return super().submit(run_and_settle)
+
+
+def _signed_headers(secret: str, body: str) -> dict[str, str]:
+    timestamp = str(int(time.time()))
+    digest = hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"x-slack-request-timestamp": timestamp, "x-slack-signature": f"v0={digest}"}
+
+
+def replay_due(app: App, engine: Engine, settings: Settings) -> int:
+    """Replay every event that is due (see the module docstring); returns how many were replayed."""
+    due_before = utcnow() - timedelta(seconds=settings.ftbot_event_replay_after)
+    attempted, received = col(ProcessedEvent.attempted_at), col(ProcessedEvent.received_at)
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(ProcessedEvent.event_id, ProcessedEvent.attempts, ProcessedEvent.body)
+            .where(col(ProcessedEvent.status).in_([EventStatus.PENDING.value, EventStatus.FAILED.value]))
+            .where(col(ProcessedEvent.body).is_not(None))
+            .where(col(ProcessedEvent.attempts) < settings.ftbot_event_attempts)
+            .where(or_(attempted < due_before, and_(attempted.is_(None), received < due_before)))
+            .order_by(col(ProcessedEvent.received_at))
+            .limit(500)
+        ).all()
+    replayed = 0
+    for event_id, attempts, body in rows:
+        if body is None:  # excluded by the query; rows from before bodies were kept
+            continue
+        with session_scope(engine) as session:
+            claimed = session.execute(
+                update(ProcessedEvent)
+                .where(col(ProcessedEvent.event_id) == event_id)
+                .where(col(ProcessedEvent.attempts) == attempts)
+                .values(attempts=attempts + 1, attempted_at=utcnow(), status=EventStatus.PENDING.value)
+            ).rowcount  # type: ignore[attr-defined]
+        if not claimed:
+            continue  # another process replayed it first
+        headers: dict[str, str | Sequence[str]] = {
+            "content-type": "application/json",
+            REPLAY_HEADER: event_id,
+            **_signed_headers(settings.slack_signing_secret or "", body),
+        }
+        response = app.dispatch(BoltRequest(body=body, headers=headers))
+        replayed += 1
+        log.warning(
+            "replayed an unfinished event",
+            extra={"event_id": event_id, "attempt": attempts + 1, "status": response.status},
+        )
+        if response.status == 404:  # no listener takes it: nothing left to do
+            _settle(engine, event_id, EventStatus.DONE)
+    return replayed
+
+
+class Sweeper(threading.Thread):
+    """Replays due events at start and then every ``interval`` seconds, until stopped."""
+
+    def __init__(self, app: App, engine: Engine, settings: Settings, interval: float = 30.0) -> None:
+        super().__init__(name="ftbot-event-sweeper", daemon=True)
+        self.app, self.engine, self.settings = app, engine, settings
+        self.interval = min(interval, max(settings.ftbot_event_replay_after, 1.0))
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            try:
+                replay_due(self.app, self.engine, self.settings)
+            except Exception:
+                log.exception("event replay failed; trying again later")
+            if self.stopped.wait(self.interval):
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
