@@ -81,13 +81,20 @@ def dispatching(event_id: str | None) -> None:
 
 
 def _settle(engine: Engine, event_id: str, status: EventStatus, error: str | None = None) -> bool:
-    """pending → ``status``; False when the event is no longer pending (already settled)."""
+    """pending → ``status``; False when the event is no longer pending (already settled).
+
+    A finished event's body is dropped (only the id is needed, to spot redeliveries); a failed one
+    keeps it for its replays and for whoever looks into the failure.
+    """
+    values: dict[str, Any] = {"status": status.value, "error": error}
+    if status is EventStatus.DONE:
+        values["body"] = None
     with session_scope(engine) as session:
         result = session.execute(
             update(ProcessedEvent)
             .where(col(ProcessedEvent.event_id) == event_id)
             .where(col(ProcessedEvent.status) == EventStatus.PENDING.value)
-            .values(status=status.value, error=error)
+            .values(**values)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
