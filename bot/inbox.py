@@ -102,8 +102,12 @@ def _settle(engine: Engine, event_id: str, status: EventStatus, error: str | Non
 def mark_failed(engine: Engine, body: dict[str, Any], error: BaseException) -> None:
     """Record that an event's listener raised, so the sweeper replays it (the app's error handler)."""
     event_id = event_id_of(body)
-    if event_id:
+    if not event_id:
+        return
+    try:
         _settle(engine, event_id, EventStatus.FAILED, f"{type(error).__name__}: {error}"[:2000])
+    except Exception:  # the database is away: the event stays pending, and is replayed all the same
+        log.exception("could not mark an event failed", extra={"event_id": event_id})
 
 
 class InboxExecutor(ThreadPoolExecutor):
