@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from runner import readiness  # noqa: E402
+from runner.interview import readiness  # noqa: E402
 from tests.slack_client import Reply, SlackSide, buttons  # noqa: E402
 from tests.slack_emulator import SlackEmulator  # noqa: E402
 

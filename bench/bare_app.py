@@ -7,7 +7,7 @@ same embedded gunicorn: ``python bench/bare_app.py`` serves it through `bot.serv
 so workers, threads, timeouts and keep-alive are exactly what ``ftbot serve`` uses.
 
 Environment: ``SLACK_BOT_TOKEN``, ``SLACK_SIGNING_SECRET``, ``SLACK_API_URL`` (read by
-`runner.config.Settings`, as ftbot reads them). ``application`` is also a plain WSGI callable for
+`runner.core.config.Settings`, as ftbot reads them). ``application`` is also a plain WSGI callable for
 any other WSGI server (built on the first request).
 """
 
@@ -30,7 +30,7 @@ from slack_bolt import Ack, App  # noqa: E402
 from slack_bolt.adapter.wsgi import SlackRequestHandler  # noqa: E402
 from slack_sdk import WebClient  # noqa: E402
 
-from runner.config import Settings, load_settings  # noqa: E402
+from runner.core.config import Settings, load_settings  # noqa: E402
 
 PATH = "/slack/events"
 

@@ -6,9 +6,9 @@ the machine it runs on: the same held-out synthetic support tickets, with the ti
 and evaluation's ``max_new_tokens`` for classification (16), are answered with ``batch_size`` 16 (and 32)
 and with ``batch_size=1``, in the same process, by the same loaded model.
 
-* **Models**, built here in a temporary folder: a tiny random Llama (``runner.tinymodel.make_tiny_model``
+* **Models**, built here in a temporary folder: a tiny random Llama (``demo.tinymodel.make_tiny_model``
   on ``ticket_texts``, the learning test's width 256) and a LoRA adapter trained on it
-  (``runner.training.train`` with the learning test's settings on ``--train`` tickets, ~10 s on idle
+  (``runner.ml.loop.train`` with the learning test's settings on ``--train`` tickets, ~10 s on idle
   cores). The **trained** adapter answers a queue name and stops (2 tokens: the label and
   ``<|end|>``), as a useful fine-tune does. With ``--with-base`` the untrained **base** is measured
   too: it rambles to ``max_new_tokens``, the worst case for batching (every row of a batch runs until
@@ -71,7 +71,7 @@ WARMUP_EXAMPLES = 16
 
 
 def _percentile(values: list[float], q: float) -> float:
-    """Linear-interpolation percentile (as ``runner.metrics`` computes it)."""
+    """Linear-interpolation percentile (as ``runner.ml.metrics`` computes it)."""
     ordered = sorted(values)
     if len(ordered) == 1:
         return ordered[0]
@@ -140,7 +140,7 @@ class Pass:
 def run_pass(
     model: Any, tokenizer: Any, conversations: list[Any], batch_size: int, repeat: int, max_new: int
 ) -> Pass:
-    from runner.inference import generate
+    from runner.ml.inference import generate
 
     busy0, wall0, cpu0 = _machine_busy_s(), time.perf_counter(), time.process_time()
     outputs = generate(model, tokenizer, conversations, max_new_tokens=max_new, batch_size=batch_size)
@@ -173,7 +173,7 @@ def measure_model(
     repeats: int,
     max_new: int,
 ) -> dict[str, Any]:
-    from runner.inference import load_for_inference
+    from runner.ml.inference import load_for_inference
 
     model, tokenizer = load_for_inference(str(model_dir), adapter, quantize=quantize)
     conversations = [
@@ -353,9 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # transformers deprecations, not ours
     if args.threads:
         torch.set_num_threads(args.threads)
-    from runner.synthetic import chat_example, ticket_examples, ticket_texts
-    from runner.tinymodel import make_tiny_model
-    from runner.training import TrainConfig, pick_device, train
+    from demo.synthetic import chat_example, ticket_examples, ticket_texts
+    from demo.tinymodel import make_tiny_model
+    from runner.core.trainconfig import TrainConfig
+    from runner.ml.loop import train
+    from runner.ml.model import pick_device
 
     quantize = not args.no_quant
     versions = _versions()

@@ -75,7 +75,7 @@ from ack_latency import Server, machine_facts, percentile  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
-from runner.config import Settings  # noqa: E402
+from runner.core.config import Settings  # noqa: E402
 from tests.slack_client import Reply, SlackPeople, sign  # noqa: E402
 from tests.slack_emulator import SlackEmulator  # noqa: E402
 
@@ -746,11 +746,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 — one linear scr
             final_ok = False
             if done_at is not None:
                 from bot.listeners.datasets import root_payload
-                from runner import datasets
-                from runner.db import session_scope
+                from runner.core.db import session_scope
+                from runner.data import gates, projects
 
                 with session_scope(db) as session:
-                    stats = datasets.project_stats(session, datasets.get_project(session, PROJECT))
+                    stats = gates.project_stats(session, projects.get_project(session, PROJECT))
                     want = root_payload(None, None, stats)  # type: ignore[arg-type]  # neither is used
 
                 def shown() -> list[dict[str, Any]]:

@@ -7,8 +7,8 @@ turn only), same LoRA settings, optimizer family, learning-rate schedule and num
   (``DataCollatorForSeq2Seq(padding="max_length")``), as in many tutorials;
 * ``group_by_length`` - Trainer + peft, dynamic padding to the longest example of each batch, with
   ``train_sampling_strategy="group_by_length"`` (transformers 5 spelling of ``group_by_length=True``);
-* ``ftbot`` - ``runner.training.train``: best-fit packing into fixed rows with per-sequence
-  attention, logits only at target positions, PEFT's LoRA layers run through ``runner.fastlora``.
+* ``ftbot`` - ``runner.ml.loop.train``: best-fit packing into fixed rows with per-sequence
+  attention, logits only at target positions, PEFT's LoRA layers run through ``runner.ml.fastlora``.
 
 Each method runs in its own subprocess (its own peak RSS). By default the three run at the same
 time, each on one torch thread, and start training together behind a file barrier: on a shared
@@ -68,7 +68,7 @@ def _peak_rss() -> int:
 
 def build_examples(tokenizer: Any, n: int, seed: int) -> list[dict[str, Any]]:
     """Chat examples whose token counts spread uniformly over [MIN_LEN, MAX_LEN]."""
-    from runner.synthetic import QUEUES, chat_example, ticket_examples
+    from demo.synthetic import QUEUES, chat_example, ticket_examples
 
     rng = random.Random(seed)
     streams: dict[str, list[str]] = {q: [] for q in QUEUES}
@@ -89,9 +89,10 @@ def build_examples(tokenizer: Any, n: int, seed: int) -> list[dict[str, Any]]:
 
 
 def prepare(workdir: Path, n_train: int, n_eval: int) -> None:
-    from runner.synthetic import ticket_texts
-    from runner.tinymodel import make_tiny_model
-    from runner.training import encode_chat, load_tokenizer
+    from demo.synthetic import ticket_texts
+    from demo.tinymodel import make_tiny_model
+    from runner.ml.model import load_tokenizer
+    from runner.ml.packing import encode_chat
 
     model_dir = make_tiny_model(workdir / "base", ticket_texts(3000, seed=123), num_layers=4, seed=0)
     tokenizer = load_tokenizer(model_dir)
@@ -115,7 +116,8 @@ def prepare(workdir: Path, n_train: int, n_eval: int) -> None:
 def _eval_loss(model: Any, tokenizer: Any, examples: list[dict[str, Any]], device: Any) -> float:
     import torch
 
-    from runner.training import collate_rows, encode_chat, pack_best_fit, target_loss_sum
+    from runner.ml.loop import target_loss_sum
+    from runner.ml.packing import collate_rows, encode_chat, pack_best_fit
 
     encoded = [encode_chat(tokenizer, e["messages"]) for e in examples]
     rows = pack_best_fit([len(e.input_ids) for e in encoded], MAX_LEN)
@@ -145,7 +147,7 @@ def run_trainer(method: str, args: argparse.Namespace, data: dict[str, Any]) -> 
         set_seed,
     )
 
-    from runner.training import encode_chat
+    from runner.ml.packing import encode_chat
 
     set_seed(args.seed)  # before the LoRA weights are drawn (Trainer seeds only at its construction)
     cuda = torch.cuda.is_available()
@@ -252,7 +254,9 @@ def run_trainer(method: str, args: argparse.Namespace, data: dict[str, Any]) -> 
 def run_ftbot(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
     from peft import PeftModel
 
-    from runner.training import TrainConfig, load_base_model, load_tokenizer, pick_device, train
+    from runner.core.trainconfig import TrainConfig
+    from runner.ml.loop import train
+    from runner.ml.model import load_base_model, load_tokenizer, pick_device
 
     config = TrainConfig(
         base_model=str(args.workdir / "base"),
@@ -327,7 +331,7 @@ def child(args: argparse.Namespace) -> None:
     import transformers  # noqa: F401
     from transformers import Trainer  # noqa: F401
 
-    import runner.training  # noqa: F401
+    import runner.ml.loop  # noqa: F401
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,13 +1,11 @@
-"""Build the Bolt app: one `register(app, deps)` per Slack surface, nothing else.
+"""Build the Bolt app: its dependencies, the listener pool that settles events, and the listeners.
 
-The map from Slack ids to callbacks reads in `bot/listeners/`; each listener acks, parses, calls
-a service in `runner/`, renders a template and makes its Slack call.
+The map from Slack ids to handlers reads in `bot/listeners/__init__.py`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
@@ -15,28 +13,18 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
-from bot import inbox
+from bot import inbox, listeners
+from bot.deps import Deps
 from bot.directory import Directory
 from bot.http import request_kind
 from bot.inbox import InboxExecutor
-from bot.listeners import commands, datasets, events, interview, middleware, registry, training
+from bot.listeners import datasets
+from bot.metrics import LISTENER_ERRORS
 from bot.tally import Throttle
-from runner.config import Settings
-from runner.metrics_export import LISTENER_ERRORS
-from runner.slackapi import make_client
+from runner.core.config import Settings
+from runner.slack.client import make_client
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Deps:
-    """What listeners need besides Bolt's arguments."""
-
-    settings: Settings
-    engine: Engine
-    directory: Directory
-    tally: Throttle  # refreshes a project's live tally, throttled per project
-    redis: Redis  # job queues (connects on first use)
 
 
 def _same_token_notice(record: logging.LogRecord) -> bool:
@@ -68,18 +56,17 @@ def build_app(
         logger=bolt_logger,
         listener_executor=InboxExecutor(engine),
     )
-    tally = Throttle(
-        lambda project_id: datasets.refresh_tally(deps, app.client, project_id), settings.ftbot_tally_interval
-    )
     deps = Deps(
         settings=settings,
         engine=engine,
         directory=Directory(settings.ftbot_directory_ttl),
-        tally=tally,
+        tally=Throttle(
+            lambda project_id: datasets.refresh_tally(deps, app.client, project_id),
+            settings.ftbot_tally_interval,
+        ),
         redis=Redis.from_url(settings.redis_url),
     )
-    for surface in (middleware, commands, interview, datasets, training, registry, events):
-        surface.register(app, deps)
+    listeners.register(app, deps)
 
     @app.error
     def count_and_log(error: Exception, body: dict[str, Any]) -> None:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
 
 from slack_sdk import WebClient
 
-from runner.slackapi import call
+from runner.slack.client import call
 
 
 class Directory:
@@ -34,12 +33,6 @@ class Directory:
         with self._lock:
             self._groups[group_id] = (now, members)
         return members
-
-    def is_member(self, client: WebClient, user_id: str, users: Iterable[str], groups: Iterable[str]) -> bool:
-        """True when `user_id` is listed directly or belongs to one of `groups`."""
-        if user_id in set(users):
-            return True
-        return any(user_id in self.group_members(client, group) for group in groups)
 
     def display_name(self, client: WebClient, user_id: str) -> str:
         """The user's display name (users.info), cached; the id itself when Slack does not say."""

@@ -23,8 +23,8 @@ from slack_bolt.request.internals import build_context
 from slack_bolt.response import BoltResponse
 from sqlalchemy.engine import Engine
 
-from runner.db import check_health
-from runner.metrics_export import ACK_SECONDS, REQUESTS, exposition
+from bot.metrics import ACK_SECONDS, REQUESTS, exposition
+from runner.core.db import check_health
 
 JSON: dict[str, Sequence[str]] = {"content-type": ["application/json"]}
 METRICS: dict[str, Sequence[str]] = {"content-type": [CONTENT_TYPE_LATEST]}

@@ -34,12 +34,11 @@ from typing import Any
 from slack_bolt import App, BoltRequest
 from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from runner.config import Settings
-from runner.db import session_scope
-from runner.models import EventStatus, ProcessedEvent, utcnow
+from runner.core.config import Settings
+from runner.core.db import insert_ignore, session_scope
+from runner.core.models import EventStatus, ProcessedEvent, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +59,17 @@ def event_id_of(body: dict[str, Any]) -> str | None:
 
 def record(engine: Engine, event_id: str, body: dict[str, Any]) -> bool:
     """Store a newly received event as pending. False when the event id was already received."""
-    try:
-        with session_scope(engine) as session:
-            session.add(
-                ProcessedEvent(
-                    event_id=event_id,
-                    event_type=str((body.get("event") or {}).get("type", "")),
-                    status=EventStatus.PENDING.value,
-                    body=json.dumps(body, separators=(",", ":")),
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    with session_scope(engine) as session:
+        return insert_ignore(
+            session,
+            ProcessedEvent(
+                event_id=event_id,
+                event_type=str((body.get("event") or {}).get("type", "")),
+                status=EventStatus.PENDING,
+                body=body,
+            ),
+            conflict=("event_id",),
+        )
 
 
 def dispatching(event_id: str | None) -> None:
@@ -86,14 +83,14 @@ def _settle(engine: Engine, event_id: str, status: EventStatus, error: str | Non
     A finished event's body is dropped (only the id is needed, to spot redeliveries); a failed one
     keeps it for its replays and for whoever looks into the failure.
     """
-    values: dict[str, Any] = {"status": status.value, "error": error}
+    values: dict[str, Any] = {"status": status, "error": error}
     if status is EventStatus.DONE:
         values["body"] = None
     with session_scope(engine) as session:
         result = session.execute(
             update(ProcessedEvent)
             .where(col(ProcessedEvent.event_id) == event_id)
-            .where(col(ProcessedEvent.status) == EventStatus.PENDING.value)
+            .where(col(ProcessedEvent.status) == EventStatus.PENDING)
             .values(**values)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -148,7 +145,7 @@ def replay_due(app: App, engine: Engine, settings: Settings) -> int:
     with session_scope(engine) as session:
         rows = session.exec(
             select(ProcessedEvent.event_id, ProcessedEvent.attempts, ProcessedEvent.body)
-            .where(col(ProcessedEvent.status).in_([EventStatus.PENDING.value, EventStatus.FAILED.value]))
+            .where(col(ProcessedEvent.status).in_([EventStatus.PENDING, EventStatus.FAILED]))
             .where(col(ProcessedEvent.body).is_not(None))
             .where(col(ProcessedEvent.attempts) < settings.ftbot_event_attempts)
             .where(or_(attempted < due_before, and_(attempted.is_(None), received < due_before)))
@@ -156,15 +153,14 @@ def replay_due(app: App, engine: Engine, settings: Settings) -> int:
             .limit(500)
         ).all()
     replayed = 0
-    for event_id, attempts, body in rows:
-        if body is None:  # excluded by the query; rows from before bodies were kept
-            continue
+    for event_id, attempts, document in rows:
+        body = json.dumps(document, separators=(",", ":"))
         with session_scope(engine) as session:
             claimed = session.execute(
                 update(ProcessedEvent)
                 .where(col(ProcessedEvent.event_id) == event_id)
                 .where(col(ProcessedEvent.attempts) == attempts)
-                .values(attempts=attempts + 1, attempted_at=utcnow(), status=EventStatus.PENDING.value)
+                .values(attempts=attempts + 1, attempted_at=utcnow(), status=EventStatus.PENDING)
             ).rowcount  # type: ignore[attr-defined]
         if not claimed:
             continue  # another process replayed it first

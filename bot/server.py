@@ -11,7 +11,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from runner.config import Settings
+from runner.core.config import Settings
 
 
 def make_wsgi_app(settings: Settings) -> Any:
@@ -21,7 +21,7 @@ def make_wsgi_app(settings: Settings) -> Any:
     from bot.app import build_app
     from bot.http import FtbotRequestHandler
     from bot.inbox import Sweeper
-    from runner.db import make_engine
+    from runner.core.db import make_engine
 
     engine = make_engine(settings.sqlalchemy_url)
     app = build_app(settings, engine)

@@ -26,8 +26,8 @@ from sqlmodel import SQLModel
 
 from bot.app import build_app
 from bot.http import FtbotRequestHandler
-from runner.config import Settings
-from runner.db import make_engine, upgrade
+from runner.core.config import Settings
+from runner.core.db import make_engine, upgrade
 from tests.slack_client import SlackPeople
 from tests.slack_emulator import SlackEmulator
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner import readiness
+from runner.interview import readiness
 
 LONG = "x" * 500
 

@@ -19,11 +19,11 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from runner import datasets, textnorm
-from runner.exceptions import DatasetError
-from runner.exporting import CARD_JSON, CARD_MD, EVAL_FILE, TRAIN_FILE, export_snapshot, write_atomic
-from runner.importing import import_file
-from runner.models import Example, Project
+from runner.core.exceptions import DatasetError
+from runner.core.models import Example, Project
+from runner.data import examples, gates, projects, snapshots, textnorm
+from runner.data.exporting import CARD_JSON, CARD_MD, EVAL_FILE, TRAIN_FILE, export_snapshot, write_atomic
+from runner.data.importing import import_file
 
 FTBOT = [sys.executable, "-m", "bot.cli"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ def session(engine: Engine) -> Iterator[Session]:
 
 
 def make_project(session: Session, task: str = "classification", **overrides: Any) -> Project:
-    spec = datasets.ProjectSpec(
+    spec = projects.ProjectSpec(
         name=overrides.pop("name", f"{task}-project"),
         task_type=task,
         label_lines="billing\ntechnical" if task == "classification" else "",
@@ -78,7 +78,7 @@ def make_project(session: Session, task: str = "classification", **overrides: An
         instructions=overrides.pop("instructions", INSTRUCTIONS),
         **overrides,
     )
-    return datasets.create_project(session, spec, owner_id="UOWNER", channel_id="CDATA")
+    return projects.create_project(session, spec, owner_id="UOWNER", channel_id="CDATA")
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
@@ -206,7 +206,7 @@ def test_import_csv_for_extraction_validates_the_target_fields(session, tmp_path
     examples = session.exec(select(Example).order_by(col(Example.id))).all()
     assert [e.input_text for e in examples] == ["Ship to Ana in Lisbon", "Ship to Bo\nwho lives in Oslo"]
     assert [json.loads(e.target_text or "") for e in examples][1] == {"name": "Bo", "city": "Oslo"}
-    assert {e.final_label for e in examples} == {datasets.ACCEPT}
+    assert {e.final_label for e in examples} == {projects.ACCEPT}
 
 
 def test_import_for_generation_reads_chat_rows_and_needs_a_target(session, tmp_path):
@@ -256,7 +256,7 @@ def test_a_row_already_in_the_project_is_rejected_with_the_example_it_repeats(se
         session, project, write_jsonl(tmp_path / "a.jsonl", labelled_rows()[:2]), imported_by="tester"
     )
     assert first.added == 2
-    from_slack, _ = datasets.add_example(
+    from_slack, _ = examples.add_example(
         session,
         project,
         channel_id="CDATA",
@@ -310,21 +310,21 @@ def test_imported_rows_count_as_decided_and_snapshot_is_stable(session, tmp_path
         session, project, write_jsonl(tmp_path / "t.jsonl", labelled_rows()), imported_by="tester"
     )
     assert report.added == 24
-    stats = datasets.project_stats(session, project)
+    stats = gates.project_stats(session, project)
     assert stats.counts == {"billing": 12, "technical": 12} and stats.pending == 0 and not stats.conflicts
-    snapshot, created = datasets.build_snapshot(session, project, created_by="tester")
-    again, created_again = datasets.build_snapshot(session, project, created_by="tester")
+    snapshot, created = snapshots.build_snapshot(session, project, created_by="tester")
+    again, created_again = snapshots.build_snapshot(session, project, created_by="tester")
     assert created and not created_again and again.id == snapshot.id
     assert snapshot.n_train + snapshot.n_eval == 24 and snapshot.n_eval > 0
-    rows = datasets.snapshot_rows(session, snapshot.id)
+    rows = snapshots.snapshot_rows(session, snapshot.id)
     assert [r.target for r in rows] == ["billing"] * 12 + ["technical"] * 12
 
 
 def test_export_writes_chat_jsonl_splits_and_a_dataset_card(session, tmp_path):
     project = make_project(session)
     import_file(session, project, write_jsonl(tmp_path / "t.jsonl", labelled_rows()), imported_by="tester")
-    snapshot, _ = datasets.build_snapshot(session, project)
-    rows = datasets.snapshot_rows(session, snapshot.id)
+    snapshot, _ = snapshots.build_snapshot(session, project)
+    rows = snapshots.snapshot_rows(session, snapshot.id)
     out = tmp_path / "out"
     result = export_snapshot(session, project, snapshot, out)
     assert sorted(p.name for p in out.iterdir()) == sorted([TRAIN_FILE, EVAL_FILE, CARD_JSON, CARD_MD])
@@ -382,7 +382,7 @@ def test_export_of_a_target_task_redacts_inside_the_json_and_omits_an_empty_syst
         {"input": "Ship to Bo in Oslo, order 5551234567", "output": {"name": "Bo", "city": 5551234567}},
     ]
     import_file(session, project, write_jsonl(tmp_path / "t.jsonl", rows), imported_by="tester")
-    snapshot, _ = datasets.build_snapshot(session, project)
+    snapshot, _ = snapshots.build_snapshot(session, project)
     export_snapshot(session, project, snapshot, tmp_path / "out")
     records = read_jsonl(tmp_path / "out" / TRAIN_FILE) + read_jsonl(tmp_path / "out" / EVAL_FILE)
     assert len(records) == 2

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from runner import audit, datasets, exporting
-from runner.db import session_scope
-from runner.split import Split
+from runner.core import audit
+from runner.core.db import session_scope
+from runner.data import examples, exporting, gates, projects, snapshots
+from runner.data.split import Split
 
 CHANNEL = "CDATA"
 LABELS = ["billing", "technical", "account", "shipping"]
@@ -149,8 +150,8 @@ def test_dataset_built_in_a_thread_with_reactions(slack, emulator, engine, tmp_p
 
     def settled() -> bool:
         with session_scope(engine) as session:
-            stats = datasets.project_stats(session, datasets.get_project(session, "ticket-router"))
-        return stats.agreement.kappa is not None and f"{stats.agreement.kappa:.2f}" == expected
+            stats = gates.project_stats(session, projects.get_project(session, "ticket-router"))
+        return stats.agreement.coefficient is not None and f"{stats.agreement.coefficient:.2f}" == expected
 
     emulator.wait_for(settled, what=f"agreement {expected}")
     emulator.wait_for(lambda: f"α {expected}" in blocks_text(root_message(emulator)), what="tally agreement")
@@ -190,20 +191,20 @@ def test_dataset_built_in_a_thread_with_reactions(slack, emulator, engine, tmp_p
     )
     emulator.wait_for(lambda: "*Conflicts*\\n0" in blocks_text(root_message(emulator)), what="tally")
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
+        project = projects.get_project(session, "ticket-router")
         log = audit.entries(session, project_id=project.id)
-        settled_example = datasets.find_example(session, project.id, CHANNEL, three_way)
+        settled_example = examples.find_example(session, project.id, CHANNEL, three_way)
     assert [(e.user_id, e.allowed) for e in reversed(log)] == [("UBOB", False), ("UALICE", True)]
     assert settled_example.final_label == "shipping" and settled_example.decided_by == "UALICE"
 
     # snapshot; 10 more examples arrive; no old example changes split
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
-        first, created = datasets.build_snapshot(session, project, created_by="test")
-        again, created_again = datasets.build_snapshot(session, project, created_by="test")
-        first_rows = {r.example_id: r.split for r in datasets.snapshot_rows(session, first.id)}
+        project = projects.get_project(session, "ticket-router")
+        first, created = snapshots.build_snapshot(session, project, created_by="test")
+        again, created_again = snapshots.build_snapshot(session, project, created_by="test")
+        first_rows = {r.example_id: r.split for r in snapshots.snapshot_rows(session, first.id)}
     assert created and not created_again and again.id == first.id
-    assert len(first_rows) == 32 and {Split.TRAIN.value, Split.EVAL.value} == set(first_rows.values())
+    assert len(first_rows) == 32 and {Split.TRAIN, Split.EVAL} == set(first_rows.values())
 
     for n in range(8, 10):
         for label in LABELS + (["billing", "technical"] if n == 8 else []):
@@ -212,15 +213,15 @@ def test_dataset_built_in_a_thread_with_reactions(slack, emulator, engine, tmp_p
                 slack.react(CHANNEL, message["ts"], EMOJI[label], reviewer)
     emulator.wait_for(lambda: "42 (0 awaiting" in blocks_text(root_message(emulator)), what="42 examples")
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
-        second, _ = datasets.build_snapshot(session, project)
-        second_rows = {r.example_id: r.split for r in datasets.snapshot_rows(session, second.id)}
+        project = projects.get_project(session, "ticket-router")
+        second, _ = snapshots.build_snapshot(session, project)
+        second_rows = {r.example_id: r.split for r in snapshots.snapshot_rows(session, second.id)}
     assert second.id != first.id and len(second_rows) == 42
     assert {k: second_rows[k] for k in first_rows} == first_rows
 
     # the export: chat messages with the project's instructions, split as the snapshot says
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
+        project = projects.get_project(session, "ticket-router")
         exporting.export_snapshot(session, project, second, tmp_path / "export")
     lines = {
         split_name: [
@@ -243,9 +244,9 @@ def test_dataset_built_in_a_thread_with_reactions(slack, emulator, engine, tmp_p
     slack.delete(CHANNEL, messages[ordered[9]])
     emulator.wait_for(lambda: "41 (1 awaiting" in blocks_text(root_message(emulator)), what="edit+delete")
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
-        stats = datasets.project_stats(session, project)
-        edited = datasets.find_example(session, project.id, CHANNEL, edited_ts)
+        project = projects.get_project(session, "ticket-router")
+        stats = gates.project_stats(session, project)
+        edited = examples.find_example(session, project.id, CHANNEL, edited_ts)
     assert edited.input_text == ticket("billing", 99) and stats.stale_votes == 3
 
 
@@ -291,9 +292,9 @@ def test_the_add_to_dataset_shortcut(slack, emulator, engine, in_thread):
     create_project(slack, emulator)
     if in_thread:
         with session_scope(engine) as session:
-            project = datasets.get_project(session, "ticket-router")
+            project = projects.get_project(session, "ticket-router")
             project.task_type = "generation"  # a target task: the thread root is the input
-            project.labels_json = "[]"
+            project.labels = []
             session.add(project)
         question = emulator.post_user_message("CGENERAL", "where is my parcel 77?", "UDAVE")
         chosen = emulator.post_user_message(
@@ -310,8 +311,8 @@ def test_the_add_to_dataset_shortcut(slack, emulator, engine, in_thread):
         lambda: any("Added to" in e["text"] for e in emulator.ephemerals("CGENERAL")), what="added"
     )
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
-        example = datasets.find_example(session, project.id, "CGENERAL", chosen["ts"])
+        project = projects.get_project(session, "ticket-router")
+        example = examples.find_example(session, project.id, "CGENERAL", chosen["ts"])
     if in_thread:
         assert example.input_text == "where is my parcel 77?"
         assert example.target_text == "It left the warehouse today."

@@ -10,8 +10,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from runner.config import Settings
-from runner.db import make_engine
+from runner.core.config import Settings
+from runner.core.db import make_engine
 from tests.conftest import start_bot
 
 

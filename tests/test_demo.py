@@ -30,7 +30,8 @@ def test_the_demo_runs_the_whole_loop_without_slack_or_redis(tmp_path):
     figures = json.loads((out / "figures.json").read_text())
     assert figures["recommendation"] == "Fine-tuning"
     assert figures["production"] == 1  # promoted v1, promoted v2, rolled back
-    assert 0 < figures["kappa"] < 1 and figures["conflicts_settled"] >= 0
+    assert 0 < figures["alpha"] < 1
+    assert figures["conflicts_settled"] > 0 and figures["open_conflicts"] == 0  # the owner settled each
     assert figures["v1"]["accuracy"] > figures["v1"]["base_accuracy"]
     for name in (
         "status.blocks.json",

@@ -1,8 +1,8 @@
 """The deployment files under deploy/, checked by parsing (no container engine or cluster here).
 
-Each check ties a file back to the code it deploys: variable names to `runner.config.Settings`,
+Each check ties a file back to the code it deploys: variable names to `runner.core.config.Settings`,
 and the variables a command cannot start without to the `settings.require(...)` calls in
-`bot/cli.py` (read from its source), plus a short table of requirements enforced elsewhere,
+`bot/cli/` (read from its source), plus a short table of requirements enforced elsewhere,
 itself checked against the source.
 """
 
@@ -23,7 +23,7 @@ import yaml
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from runner.config import PLACEHOLDERS, Settings
+from runner.core.config import PLACEHOLDERS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -38,10 +38,10 @@ NOT_SETTINGS = {
     "HF_TOKEN": "huggingface_hub, in the worker (gated models)",
     "POSTGRES_PASSWORD": "the compose file's postgres service",
 }
-# Requirements enforced outside `bot/cli.py`: ftbot subcommand → field → (module, function) whose
+# Requirements enforced outside `bot/cli/`: ftbot subcommand → field → (module, function) whose
 # source must still read ``settings.<field>`` (checked below, so a stale row fails).
 EXTRA_REQUIRED: dict[str, dict[str, tuple[str, str]]] = {
-    "worker": {"ftbot_base_model": ("runner/jobs.py", "resolve_config")},
+    "worker": {"ftbot_base_model": ("runner/jobs/runs.py", "resolve_config")},
 }
 TRAIN_ONLY = ("torch", "transformers", "peft", "bitsandbytes")
 REAL_TOKEN = re.compile(r"xox[abpe]-\d|xapp-\d")
@@ -51,10 +51,10 @@ REAL_TOKEN = re.compile(r"xox[abpe]-\d|xapp-\d")
 
 
 def _cli_require_calls() -> list[tuple[str, str, set[str]]]:
-    """(function, purpose, field names) for every ``settings.require(...)`` call in bot/cli.py."""
-    tree = ast.parse((ROOT / "bot" / "cli.py").read_text())
+    """(function, purpose, field names) for every ``settings.require(...)`` call in bot/cli/."""
     found = []
-    for func in ast.walk(tree):
+    trees = [ast.parse(path.read_text()) for path in sorted((ROOT / "bot" / "cli").glob("*.py"))]
+    for func in (node for tree in trees for node in ast.walk(tree)):
         if not isinstance(func, ast.FunctionDef):
             continue
         for node in ast.walk(func):

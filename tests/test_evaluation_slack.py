@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from runner import audit, datasets, registry
-from runner.db import session_scope
-from runner.models import ModelVersion
+from runner.core import audit
+from runner.core.db import session_scope
+from runner.core.models import ModelVersion
+from runner.data import projects
+from runner.registry import versions
 from tests.slack_client import buttons
 from tests.training_support import FAST, run_worker_burst, seed_project
 
@@ -27,7 +29,7 @@ def announcement(emulator: Any, words: str) -> dict[str, Any] | None:
 
 def production(engine) -> int | None:
     with session_scope(engine) as session:
-        current = registry.production(session, datasets.get_project(session, "ticket-router"))
+        current = versions.production(session, projects.get_project(session, "ticket-router"))
         return current.number if current else None
 
 
@@ -58,7 +60,7 @@ def test_train_evaluate_promote_and_roll_back_from_chat(
     assert emulator.uploaded_files()[0].content.startswith(b"\x89PNG")
     with session_scope(engine) as session:
         v1 = session.exec(select(ModelVersion).where(ModelVersion.number == 1)).one()
-        report = json.loads(v1.eval_json)
+        report = v1.evaluation
     assert report["n_examples"] >= 10 and report["systems"]["production"] is None
     assert report["systems"]["candidate"]["ci"][0] <= report["systems"]["candidate"]["headline"]
 
@@ -119,7 +121,7 @@ def test_train_evaluate_promote_and_roll_back_from_chat(
     manifest = json.loads((training_settings.ftbot_data_dir / "deploy" / "ticket-router.json").read_text())
     assert manifest["version"] == 1 and manifest["action"] == "rollback"
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
+        project = projects.get_project(session, "ticket-router")
         entries = [
             (e.user_id, e.action, e.allowed) for e in reversed(audit.entries(session, project_id=project.id))
         ]

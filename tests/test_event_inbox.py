@@ -12,10 +12,10 @@ import pytest
 from sqlmodel import Session, select
 
 from bot import inbox
-from runner import datasets
-from runner.config import Settings
-from runner.db import make_engine, upgrade
-from runner.models import EventStatus, ProcessedEvent, Vote
+from runner.core.config import Settings
+from runner.core.db import make_engine, upgrade
+from runner.core.models import EventStatus, ProcessedEvent, Vote
+from runner.data import projects
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET
 from tests.slack_client import SlackPeople
 from tests.test_cli import FTBOT, ROOT, SLACK_VARS, _free_port
@@ -68,18 +68,18 @@ def test_a_reaction_interrupted_by_a_crash_is_replayed_once_after_restart(tmp_pa
     root = emulator.post_user_message("CDATA", "Dataset ticket-router", "UOWNER")
     reply = emulator.post_user_message("CDATA", "I was charged twice", "UCAROL", thread_ts=root["ts"])
     with Session(engine, expire_on_commit=False) as session:
-        spec = datasets.ProjectSpec(
+        spec = projects.ProjectSpec(
             name="ticket-router",
             task_type="classification",
             label_lines="billing\ntechnical",
             reviewers=["UALICE", "UBOB"],
             instructions="Route the ticket.",
         )
-        project = datasets.create_project(session, spec, owner_id="UOWNER", channel_id="CDATA")
+        project = projects.create_project(session, spec, owner_id="UOWNER", channel_id="CDATA")
         project.root_ts = root["ts"]
         session.add(project)
         session.commit()
-        emoji = next(e for e, label in datasets.legend(project).items() if label == "billing")
+        emoji = next(e for e, label in projects.legend(project).items() if label == "billing")
 
     def votes() -> list[Vote]:
         with Session(engine) as session:
@@ -101,14 +101,14 @@ def test_a_reaction_interrupted_by_a_crash_is_replayed_once_after_restart(tmp_pa
         kill_hard(server)
     release.set()
     row = event_row()
-    assert row is not None and row.status == EventStatus.PENDING.value and row.attempts == 1
+    assert row is not None and row.status == EventStatus.PENDING and row.attempts == 1
     assert votes() == [], "the listener never got past its Slack call"
 
     # Slack does not redeliver an acknowledged event: only the replay after a restart can count the vote.
     server, url = start_server(data_dir, emulator, redis_url, FTBOT_EVENT_REPLAY_AFTER="0")
     try:
         emulator.wait_for(
-            lambda: (row := event_row()) is not None and row.status == EventStatus.DONE.value,
+            lambda: (row := event_row()) is not None and row.status == EventStatus.DONE,
             what="the replayed event to finish",
         )
         row = event_row()
@@ -120,7 +120,7 @@ def test_a_reaction_interrupted_by_a_crash_is_replayed_once_after_restart(tmp_pa
         replies_before = len(emulator.calls_to("conversations.replies"))
         assert slack.react("CDATA", reply["ts"], emoji, "UALICE", event_id="EvCRASH0001").status == 200
         row = event_row()
-        assert row is not None and row.attempts == 2 and row.status == EventStatus.DONE.value
+        assert row is not None and row.attempts == 2 and row.status == EventStatus.DONE
         assert len(emulator.calls_to("conversations.replies")) == replies_before
         assert len(votes()) == 1
     finally:
@@ -141,18 +141,22 @@ def test_a_listener_that_raises_leaves_its_event_failed_and_replays_stop_after_t
             return session.get(ProcessedEvent, "EvBROKEN001")
 
     failed = wait_until(
-        lambda: (r := row()) is not None and r.status == EventStatus.FAILED.value and r,
+        lambda: (r := row()) is not None and r.status == EventStatus.FAILED and r,
         timeout=15,
         what="the event to be marked failed",
     )
-    assert failed.attempts == 1 and failed.error.startswith("KeyError") and "EvBROKEN001" in failed.body
+    assert (
+        failed.attempts == 1
+        and failed.error.startswith("KeyError")
+        and failed.body["event_id"] == "EvBROKEN001"
+    )
 
     due_now = settings.model_copy(update={"ftbot_event_replay_after": 0.0, "ftbot_event_attempts": 3})
     for attempt in (2, 3):
         assert inbox.replay_due(bot.app, engine, due_now) == 1
         wait_until(
             lambda attempt=attempt: (
-                (r := row()) is not None and r.attempts == attempt and r.status == EventStatus.FAILED.value
+                (r := row()) is not None and r.attempts == attempt and r.status == EventStatus.FAILED
             ),
             timeout=15,
             what=f"replay {attempt} to fail too",

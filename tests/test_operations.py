@@ -12,10 +12,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from runner import datasets
-from runner.db import session_scope
-from runner.metrics_export import exposition
-from runner.models import RunStatus, TrainingRun
+from bot.metrics import exposition
+from runner.core.db import session_scope
+from runner.core.models import RunStatus, TrainingRun
+from runner.data import projects, snapshots
 from tests.training_support import seed_project
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ def test_the_bot_counts_requests_and_ack_latency_and_reports_jobs(bot, slack, em
 def test_job_figures_come_from_the_database(engine):
     seed_project(engine, n=8)
     with session_scope(engine) as session:
-        snapshot, _ = datasets.build_snapshot(session, datasets.get_project(session, "ticket-router"))
+        snapshot, _ = snapshots.build_snapshot(session, projects.get_project(session, "ticket-router"))
         for status, metrics in (
             (RunStatus.FINISHED, {"wall_time_s": 30.0, "tokens_per_s": 4000.0}),
             (RunStatus.FAILED, None),
@@ -59,8 +59,8 @@ def test_job_figures_come_from_the_database(engine):
                     project_id=1,
                     snapshot_id=snapshot.id,
                     status=status.value,
-                    config_json="{}",
-                    metrics_json=json.dumps(metrics) if metrics else None,
+                    config={},
+                    metrics=metrics or None,
                 )
             )
         session.commit()

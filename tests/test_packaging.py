@@ -21,7 +21,7 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 TRAIN_ONLY = {"torch", "transformers", "peft", "bitsandbytes"}
-# What `runner.render` needs at run time besides the wheel (pinned to this environment's versions,
+# What `runner.slack.render` needs at run time besides the wheel (pinned to this environment's versions,
 # so pip resolves nothing new and a cached copy serves).
 RENDER_DEPENDENCIES = ("jinja2", "pydantic", "pydantic-settings")
 
@@ -94,7 +94,7 @@ def test_installed_wheel_renders_a_template_outside_the_source_tree(wheel: Path,
     _run([*pip, *(f"{name}=={version(name)}" for name in RENDER_DEPENDENCIES)])
     code = (
         "import json, runner\n"
-        "from runner.render import render, template_dir\n"
+        "from runner.slack.render import render, template_dir\n"
         "print(json.dumps({'runner': runner.__file__, 'templates': str(template_dir()),"
         " 'payload': render('notice.json.j2', text='hi')}))"
     )

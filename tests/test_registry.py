@@ -9,18 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from runner import audit, datasets, registry
-from runner.db import session_scope
-from runner.exceptions import DeployHookError, RegistryError, StaleRegistryAction
-from runner.models import ModelVersion, Snapshot, VersionStatus
+from runner.core import audit
+from runner.core.db import session_scope
+from runner.core.exceptions import DeployHookError, RegistryError, StaleRegistryAction
+from runner.core.models import ModelVersion, Snapshot, VersionStatus
+from runner.data import projects
+from runner.registry import versions
 
 
 def make_project_with_versions(engine, settings, count: int = 3) -> None:
     """A project with `count` registered candidate versions (adapter folders on disk)."""
     with session_scope(engine) as session:
-        project = datasets.create_project(
+        project = projects.create_project(
             session,
-            datasets.ProjectSpec(
+            projects.ProjectSpec(
                 name="ticket-router",
                 task_type="classification",
                 label_lines="billing\nother",
@@ -44,7 +46,7 @@ def make_project_with_versions(engine, settings, count: int = 3) -> None:
                     snapshot_id="f" * 64,
                     base_model="tiny",
                     artifact_path=str(folder),
-                    config_json="{}",
+                    config={},
                 )
             )
         session.commit()
@@ -52,22 +54,22 @@ def make_project_with_versions(engine, settings, count: int = 3) -> None:
 
 def state(engine) -> tuple[int | None, dict[int, str]]:
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
-        current = registry.production(session, project)
+        project = projects.get_project(session, "ticket-router")
+        current = versions.production(session, project)
         return (
             current.number if current else None,
-            {v.number: v.status for v in registry.versions(session, project)},
+            {v.number: versions.status_of(session, v) for v in versions.versions(session, project)},
         )
 
 
 def test_promote_then_rollback_moves_the_alias_and_writes_the_manifest(engine, settings):
     make_project_with_versions(engine, settings)
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
-        registry.promote(session, settings, project, 1, by="UALICE")
-        registry.promote(session, settings, project, 2, by="UALICE")
-        assert registry.production(session, project).number == 2
-        move = registry.rollback(session, settings, project, by="UONCALL", reason="error rate up")
+        project = projects.get_project(session, "ticket-router")
+        versions.promote(session, settings, project, 1, by="UALICE")
+        versions.promote(session, settings, project, 2, by="UALICE")
+        assert versions.production(session, project).number == 2
+        move = versions.rollback(session, settings, project, by="UONCALL", reason="error rate up")
     assert (move.version, move.previous) == (1, 2)
     assert state(engine) == (1, {1: "production", 2: "retired", 3: "candidate"})
     manifest = json.loads((Path(settings.ftbot_data_dir) / "deploy" / "ticket-router.json").read_text())
@@ -77,8 +79,8 @@ def test_promote_then_rollback_moves_the_alias_and_writes_the_manifest(engine, s
         and manifest["action"] == "rollback"
     )
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
-        log = [(d.action, d.by, d.reason) for d in reversed(registry.history(session, project))]
+        project = projects.get_project(session, "ticket-router")
+        log = [(d.action, d.by, d.reason) for d in reversed(versions.history(session, project))]
     assert log == [
         ("promote", "UALICE", ""),
         ("promote", "UALICE", ""),
@@ -89,30 +91,30 @@ def test_promote_then_rollback_moves_the_alias_and_writes_the_manifest(engine, s
 def test_rollback_to_a_named_version_and_the_refusals(engine, settings):
     make_project_with_versions(engine, settings)
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
+        project = projects.get_project(session, "ticket-router")
         with pytest.raises(RegistryError, match="no version in production"):
-            registry.rollback(session, settings, project, by="U")
-        registry.promote(session, settings, project, 1, by="U")
+            versions.rollback(session, settings, project, by="U")
+        versions.promote(session, settings, project, 1, by="U")
         with pytest.raises(RegistryError, match="nothing before it"):
-            registry.rollback(session, settings, project, by="U")
-        registry.promote(session, settings, project, 3, by="U")
-        registry.discard(session, project, 2, by="U")
+            versions.rollback(session, settings, project, by="U")
+        versions.promote(session, settings, project, 3, by="U")
+        versions.discard(session, project, 2, by="U")
         with pytest.raises(RegistryError, match="discarded"):
-            registry.promote(session, settings, project, 2, by="U")
+            versions.promote(session, settings, project, 2, by="U")
         with pytest.raises(RegistryError, match="no v9"):
-            registry.rollback(session, settings, project, by="U", to=9)
-        registry.rollback(session, settings, project, by="U", to=1)
+            versions.rollback(session, settings, project, by="U", to=9)
+        versions.rollback(session, settings, project, by="U", to=1)
         with pytest.raises(StaleRegistryAction, match="already in production"):
-            registry.rollback(session, settings, project, by="U", to=1)
+            versions.rollback(session, settings, project, by="U", to=1)
     assert state(engine) == (1, {1: "production", 2: "discarded", 3: "retired"})
 
 
 def test_two_concurrent_rollbacks_from_the_same_summary_roll_back_once(engine, settings):
     make_project_with_versions(engine, settings)
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
+        project = projects.get_project(session, "ticket-router")
         for number in (1, 2, 3):
-            registry.promote(session, settings, project, number, by="U")
+            versions.promote(session, settings, project, number, by="U")
     outcomes: list[object] = []
     barrier = threading.Barrier(2)
 
@@ -120,8 +122,10 @@ def test_two_concurrent_rollbacks_from_the_same_summary_roll_back_once(engine, s
         barrier.wait()
         try:
             with session_scope(engine) as session:
-                project = datasets.get_project(session, "ticket-router")
-                outcomes.append(registry.rollback(session, settings, project, by=user, expected_production=3))
+                project = projects.get_project(session, "ticket-router")
+                outcomes.append(
+                    versions.rollback(session, settings, project, by=user, expected=versions.Seen(3))
+                )
         except StaleRegistryAction as exc:
             outcomes.append(exc)
 
@@ -130,7 +134,7 @@ def test_two_concurrent_rollbacks_from_the_same_summary_roll_back_once(engine, s
         t.start()
     for t in threads:
         t.join()
-    moves = [o for o in outcomes if isinstance(o, registry.Move)]
+    moves = [o for o in outcomes if isinstance(o, versions.Move)]
     stale = [o for o in outcomes if isinstance(o, StaleRegistryAction)]
     assert len(moves) == 1 and len(stale) == 1
     assert "no longer in production" in str(stale[0]) or "changed by someone else" in str(stale[0])
@@ -140,15 +144,15 @@ def test_two_concurrent_rollbacks_from_the_same_summary_roll_back_once(engine, s
 def test_a_failing_deploy_hook_leaves_production_where_it_was(engine, settings, tmp_path):
     make_project_with_versions(engine, settings)
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
-        registry.promote(session, settings, project, 1, by="U")
+        project = projects.get_project(session, "ticket-router")
+        versions.promote(session, settings, project, 1, by="U")
     manifest = Path(settings.ftbot_data_dir) / "deploy" / "ticket-router.json"
     before = manifest.read_text()
     failing = settings.model_copy(update={"ftbot_deploy_hook": "echo serving system unreachable >&2; exit 3"})
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
+        project = projects.get_project(session, "ticket-router")
         with pytest.raises(DeployHookError, match="exited 3: serving system unreachable"):
-            registry.promote(session, failing, project, 2, by="U")
+            versions.promote(session, failing, project, 2, by="U")
     assert state(engine) == (1, {1: "production", 2: "candidate", 3: "candidate"})
     assert manifest.read_text() == before
     assert [p.name for p in manifest.parent.iterdir()] == ["ticket-router.json"]  # no staged leftovers
@@ -156,8 +160,8 @@ def test_a_failing_deploy_hook_leaves_production_where_it_was(engine, settings, 
     seen = tmp_path / "seen.json"
     working = settings.model_copy(update={"ftbot_deploy_hook": f'cp "$FTBOT_MANIFEST" {seen}'})
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
-        registry.promote(session, working, project, 2, by="U")
+        project = projects.get_project(session, "ticket-router")
+        versions.promote(session, working, project, 2, by="U")
     assert json.loads(seen.read_text())["version"] == 2 and state(engine)[0] == 2
 
 
@@ -182,11 +186,11 @@ def test_a_webhook_receives_the_manifest_and_its_failure_blocks_the_move(engine,
     )
     try:
         with session_scope(engine) as session:
-            project = datasets.get_project(session, "ticket-router")
+            project = projects.get_project(session, "ticket-router")
             with pytest.raises(DeployHookError, match="500"):
-                registry.promote(session, hooked, project, 1, by="U")
-            assert registry.production(session, project) is None
-            registry.promote(session, hooked, project, 1, by="U")
+                versions.promote(session, hooked, project, 1, by="U")
+            assert versions.production(session, project) is None
+            versions.promote(session, hooked, project, 1, by="U")
     finally:
         server.shutdown()
     assert [r["version"] for r in received] == [1, 1] and state(engine)[0] == 1
@@ -195,9 +199,9 @@ def test_a_webhook_receives_the_manifest_and_its_failure_blocks_the_move(engine,
 def test_slack_rollback_needs_on_call_and_every_attempt_is_audited(slack, emulator, engine, settings, bot):
     make_project_with_versions(engine, settings)
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
-        registry.promote(session, settings, project, 1, by="UALICE")
-        registry.promote(session, settings, project, 2, by="UALICE")
+        project = projects.get_project(session, "ticket-router")
+        versions.promote(session, settings, project, 1, by="UALICE")
+        versions.promote(session, settings, project, 2, by="UALICE")
     emulator.add_usergroup("SONCALL", "oncall", ["UCAROL"])
     settings.ftbot_oncall = ("SONCALL",)  # the running bot reads the same settings object
 
@@ -223,7 +227,7 @@ def test_slack_rollback_needs_on_call_and_every_attempt_is_audited(slack, emulat
     text = json.dumps(listing["blocks"], ensure_ascii=False)
     assert "refused" in text and "UBOB" in text and "v2 → v1" in text
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
+        project = projects.get_project(session, "ticket-router")
         entries = [
             (e.user_id, e.action, e.allowed) for e in reversed(audit.entries(session, project_id=project.id))
         ]
@@ -231,4 +235,5 @@ def test_slack_rollback_needs_on_call_and_every_attempt_is_audited(slack, emulat
 
 
 def test_version_statuses_are_the_documented_set():
-    assert {s.value for s in VersionStatus} == {"candidate", "production", "retired", "discarded"}
+    # Whether a version serves is the alias's alone; "production" and "retired" are derived from it.
+    assert {s.value for s in VersionStatus} == {"candidate", "discarded"}

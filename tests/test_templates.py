@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from runner import blockkit
-from runner.exceptions import TemplateError
-from runner.render import render, template_names
+from runner.core.exceptions import TemplateError
+from runner.slack import blockkit
+from runner.slack.render import render, template_names
 from tests.template_samples import SAMPLES
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -16,9 +16,10 @@ import pytest
 from redis import Redis
 from sqlmodel import select
 
-from runner import datasets, jobs
-from runner.db import session_scope
-from runner.models import ModelVersion, RunStatus, TrainingRun, utcnow
+from runner.core.db import session_scope
+from runner.core.models import ModelVersion, RunStatus, TrainingRun, utcnow
+from runner.data import projects
+from runner.jobs import queues, reconcile, runs
 from tests.training_support import (
     ENDLESS,
     FAST,
@@ -41,17 +42,17 @@ def test_slack_train_runs_on_a_worker_and_registers_a_candidate(
     assert "Cancel" in json.dumps(queued["blocks"])
 
     run = the_run(engine)
-    stored = Redis.from_url(training_settings.redis_url).hget(f"rq:job:{jobs.train_job_id(run.id)}", "data")
+    stored = Redis.from_url(training_settings.redis_url).hget(f"rq:job:{queues.train_job_id(run.id)}", "data")
     func, _instance, args, kwargs = json.loads(zlib.decompress(stored))  # RQ's JSON serializer, ids only
-    assert (func, args, kwargs) == ("runner.jobs.train_job", [run.id], {})
-    assert json.loads(run.config_json)["epochs"] == 2
+    assert (func, args, kwargs) == ("runner.jobs.tasks.train_job", [run.id], {})
+    assert run.config["epochs"] == 2
 
     worker = start_worker(training_settings, database_url, emulator)
     output, _ = worker.communicate(timeout=600)
     assert worker.returncode == 0, output
 
     run = the_run(engine)
-    assert run.status == RunStatus.FINISHED.value, (run.error, output[-3000:])
+    assert run.status == RunStatus.FINISHED, (run.error, output[-3000:])
     with session_scope(engine) as session:
         version = session.get(ModelVersion, run.version_id)
     assert version.number == 1 and version.status == "candidate"
@@ -109,7 +110,7 @@ def test_a_killed_work_horse_fails_the_run_and_registers_nothing(
     worker = start_worker(training_settings, database_url, emulator)
     try:
         running = wait_until(
-            lambda: (r := the_run(engine)).pid and json.loads(r.progress_json).get("step") and r,
+            lambda: (r := the_run(engine)).pid and r.progress.get("step") and r,
             what="training steps",
         )
         os.kill(running.pid, signal.SIGKILL)  # what the OOM killer does
@@ -134,7 +135,7 @@ def test_cancel_stops_the_job_and_removes_partial_files(
     emulator.wait_for(lambda: status_message(emulator), what="queued")
     worker = start_worker(training_settings, database_url, emulator)
     try:
-        wait_until(lambda: json.loads(the_run(engine).progress_json).get("step"), what="training steps")
+        wait_until(lambda: the_run(engine).progress.get("step"), what="training steps")
         message = emulator.wait_for(
             lambda: (m := status_message(emulator)) and "running" in m["text"] and m, what="running status"
         )
@@ -155,29 +156,22 @@ def test_the_reconciler_fails_runs_whose_worker_or_job_is_gone(engine, training_
     seed_project(engine)
     connection = Redis.from_url(training_settings.redis_url)
     with session_scope(engine) as session:
-        project = datasets.get_project(session, "ticket-router")
-        silent = jobs.start_training(
-            session,
-            settings=training_settings,
-            connection=connection,
-            project=project,
-            overrides={},
-            requested_by="U",
+        project = projects.get_project(session, "ticket-router")
+        silent = runs.create_run(
+            session, settings=training_settings, project=project, overrides={}, requested_by="U"
         )
-        lost = jobs.start_training(
-            session,
-            settings=training_settings,
-            connection=None,
-            project=project,
-            overrides={},
-            requested_by="U",
+        lost = runs.create_run(
+            session, settings=training_settings, project=project, overrides={}, requested_by="U"
         )
+        session.commit()
+        assert silent.id is not None
+        queues.enqueue(silent.id, silent.project_id, settings=training_settings, connection=connection)
         lost.rq_job_id = "ftbot-train-does-not-exist"
-        silent.status = RunStatus.RUNNING.value
+        silent.status = RunStatus.RUNNING
         silent.heartbeat_at = utcnow() - timedelta(seconds=training_settings.ftbot_heartbeat_timeout + 5)
         session.add_all([silent, lost])
         session.commit()
-        changed = jobs.reconcile(session, settings=training_settings, connection=connection)
+        changed = reconcile.reconcile(session, settings=training_settings, connection=connection)
         assert sorted(changed) == sorted([silent.id, lost.id])
         session.refresh(silent)
         session.refresh(lost)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -13,9 +14,10 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from runner import datasets, synthetic
-from runner.db import session_scope
-from runner.models import TrainingRun
+from demo import synthetic
+from runner.core.db import session_scope
+from runner.core.models import TrainingRun
+from runner.data import examples, projects
 from tests.conftest import BOT_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,12 +25,12 @@ INSTRUCTIONS = "route the support ticket to one queue: billing, technical, accou
 LABELS = "billing\ntechnical\naccount\nshipping"
 # Small and quick: the learning itself is asserted in tests/unit/test_training.py and by evaluation.
 FAST = ["epochs=2", "lora_r=8", "max_len=256", "batch_tokens=4096"]
-ENDLESS = ["epochs=1000", "max_len=256", "batch_tokens=1024"]  # runs until killed or cancelled
+ENDLESS = ["epochs=1000", "early_stopping_patience=0", "max_len=256", "batch_tokens=1024"]  # until killed
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from runner.tinymodel import make_tiny_model
+    from demo.tinymodel import make_tiny_model
 
     texts = synthetic.ticket_texts(2000) + [INSTRUCTIONS, *LABELS.split()]
     return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model", texts)
@@ -55,9 +57,9 @@ def seed_project(engine, n: int = 96, emulator: Any = None) -> None:
     """A trainable ticket-routing project (its thread root in the emulator when given), its examples
     imported with decided labels."""
     with session_scope(engine) as session:
-        project = datasets.create_project(
+        project = projects.create_project(
             session,
-            datasets.ProjectSpec(
+            projects.ProjectSpec(
                 name="ticket-router",
                 task_type="classification",
                 label_lines=LABELS,
@@ -73,7 +75,7 @@ def seed_project(engine, n: int = 96, emulator: Any = None) -> None:
         session.add(project)
         session.commit()
         for i, (ticket, queue) in enumerate(synthetic.ticket_examples(n, seed=7)):
-            datasets.add_example(
+            examples.add_example(
                 session,
                 project,
                 channel_id="",
@@ -145,3 +147,28 @@ def status_message(emulator) -> dict[str, Any] | None:
     return next(
         (m for m in emulator.messages("CGENERAL") if m.get("text", "").startswith("Training run")), None
     )
+
+
+def base_weights_fingerprint(model_dir: str | Path) -> str:
+    """A content hash of a local model folder's weights (``*.safetensors`` and ``*.bin``).
+
+    Args:
+        model_dir: Folder holding the weight files.
+
+    Returns:
+        A sha256 hex digest over the file names and bytes, in name order.
+
+    Raises:
+        FileNotFoundError: the folder holds no weight files.
+    """
+    folder = Path(model_dir)
+    files = sorted(p for p in folder.iterdir() if p.suffix in {".safetensors", ".bin"} and p.is_file())
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors or *.bin weights in {folder}")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

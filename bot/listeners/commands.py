@@ -9,23 +9,25 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 
+from bot.deps import Deps, deps_of
 from bot.listeners import datasets as datasets_listeners
 from bot.listeners import interview
 from bot.listeners import registry as registry_listeners
 from bot.listeners import training as training_listeners
-from runner import audit, datasets, interviews, notify
-from runner.db import session_scope
-from runner.exceptions import DatasetError
-from runner.render import render
-from runner.slackapi import call
-
-if TYPE_CHECKING:
-    from bot.app import Deps
+from runner.core import audit
+from runner.core.db import session_scope
+from runner.core.exceptions import DatasetError
+from runner.core.policy import Action, decide
+from runner.data import gates, projects
+from runner.interview import interviews
+from runner.slack import payloads
+from runner.slack.client import call
+from runner.slack.render import render
 
 COMMAND = "/finetune"
 NOT_IN_CHANNEL = {"channel_not_found", "not_in_channel", "is_archived"}
@@ -115,9 +117,7 @@ def _ephemeral(inv: Invocation, payload: dict[str, Any]) -> None:
 
 
 def new_project(inv: Invocation) -> None:
-    datasets_listeners.open_project_modal(
-        inv.deps, inv.client, str(inv.body["trigger_id"]), inv.channel_id, None
-    )
+    datasets_listeners.open_project_modal(inv.client, str(inv.body["trigger_id"]), inv.channel_id, None)
 
 
 def status(inv: Invocation) -> None:
@@ -126,15 +126,13 @@ def status(inv: Invocation) -> None:
         return
     try:
         with session_scope(inv.deps.engine) as session:
-            project = datasets.get_project(session, name)
-            stats = datasets.project_stats(session, project)
+            stats = gates.project_stats(session, projects.get_project(session, name))
     except DatasetError as exc:
-        _ephemeral(inv, datasets_listeners.notice(str(exc)))
+        _ephemeral(inv, payloads.notice(str(exc)))
         return
-    can_train = datasets.is_owner(project, inv.user_id, inv.deps.settings.ftbot_admins) or (
-        inv.user_id in inv.deps.settings.ftbot_trainers
-    )
-    _ephemeral(inv, datasets_listeners.status_payload(stats, can_train=can_train))
+    person = inv.deps.person(inv.client, inv.user_id)
+    can_train = decide(inv.deps.settings, stats.project, Action.TRAIN, person).allowed
+    _ephemeral(inv, payloads.project_status(stats, can_train=can_train))
 
 
 def conflicts(inv: Invocation) -> None:
@@ -143,11 +141,11 @@ def conflicts(inv: Invocation) -> None:
         return
     try:
         with session_scope(inv.deps.engine) as session:
-            stats = datasets.project_stats(session, datasets.get_project(session, name))
+            stats = gates.project_stats(session, projects.get_project(session, name))
     except DatasetError as exc:
-        _ephemeral(inv, datasets_listeners.notice(str(exc)))
+        _ephemeral(inv, payloads.notice(str(exc)))
         return
-    _ephemeral(inv, datasets_listeners.conflicts_payload(stats))
+    _ephemeral(inv, payloads.conflicts(stats))
 
 
 def train(inv: Invocation) -> None:
@@ -189,15 +187,15 @@ def audit_log(inv: Invocation) -> None:
         return
     try:
         with session_scope(inv.deps.engine) as session:
-            project = datasets.get_project(session, name)
+            project = projects.get_project(session, name)
             rows = [
-                f"• {e.at:%Y-%m-%d %H:%M} {notify.slack_person(e.user_id)} {e.action} {e.target}"
+                f"• {e.at:%Y-%m-%d %H:%M} {payloads.slack_person(e.user_id)} {e.action} {e.target}"
                 + (" :white_check_mark:" if e.allowed else " :no_entry: refused")
                 + (f" — {e.detail[:120]}" if e.detail else "")
                 for e in audit.entries(session, project_id=project.id, limit=30)
             ]
     except DatasetError as exc:
-        _ephemeral(inv, datasets_listeners.notice(str(exc)))
+        _ephemeral(inv, payloads.notice(str(exc)))
         return
     _ephemeral(inv, render("audit.json.j2", project=name, rows=rows))
 
@@ -242,14 +240,16 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 }
 
 
-def register(app: App, deps: Deps) -> None:
-    @app.command(COMMAND)
-    def on_command(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        args = str(body.get("text") or "").split()
-        name = args[0].lower() if args else "start"
-        subcommand = SUBCOMMANDS.get(name)
-        if subcommand is None:
-            ack(**help_payload(unknown=name))  # an unknown subcommand gets the help, at once
-            return
-        ack()
-        subcommand.run(Invocation(deps=deps, body=body, args=args[1:], client=client, respond=respond))
+def on_command(
+    ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond, context: BoltContext
+) -> None:
+    args = str(body.get("text") or "").split()
+    name = args[0].lower() if args else "start"
+    subcommand = SUBCOMMANDS.get(name)
+    if subcommand is None:
+        ack(**help_payload(unknown=name))  # an unknown subcommand gets the help, at once
+        return
+    ack()
+    subcommand.run(
+        Invocation(deps=deps_of(context), body=body, args=args[1:], client=client, respond=respond)
+    )

@@ -8,65 +8,26 @@ so presses keep working after a restart of the bot and stale presses are refused
 from __future__ import annotations
 
 import json
-import logging
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
+from sqlmodel import Session
 
-from runner import interviews, readiness
-from runner.db import session_scope
-from runner.exceptions import InterviewError
-from runner.interviews import InterviewState
-from runner.readiness import Answer
-from runner.render import render
-from runner.slackapi import call, try_call
-
-if TYPE_CHECKING:
-    from bot.app import Deps
-
-log = logging.getLogger(__name__)
+from bot.deps import Deps, deps_of
+from runner.core.db import session_scope
+from runner.core.exceptions import InterviewError
+from runner.interview import interviews
+from runner.interview.interviews import InterviewState
+from runner.interview.readiness import Answer
+from runner.slack import payloads
+from runner.slack.client import call, try_call
 
 ANSWER_ACTION = re.compile(r"^interview_answer_(yes|no|not_sure)$")
-LABELS = {Answer.YES: "Yes", Answer.NO: "No", Answer.NOT_SURE: "Not sure"}
-TOTAL = len(readiness.QUESTIONS)
-SHORT = {q.id: q.id.replace("_", " ") for q in readiness.QUESTIONS}
-
-
-def recap(answers: dict[str, Answer]) -> list[str]:
-    """``["facts change: No", …]`` for the context line under a question."""
-    return [f"{SHORT[qid]}: {LABELS[value]}" for qid, value in answers.items()]
-
-
-def question_payload(state: InterviewState) -> dict[str, Any]:
-    assert state.question is not None and state.interview.id is not None
-    return render(
-        "interview_question.json.j2",
-        interview_id=state.interview.id,
-        step=state.interview.step,
-        number=state.number,
-        total=TOTAL,
-        question=state.question,
-        can_back=bool(state.answers),
-        recap=recap(state.answers),
-    )
-
-
-def result_payload(state: InterviewState) -> dict[str, Any]:
-    assert state.recommendation is not None
-    result = state.recommendation.to_dict()
-    drivers = [f"{SHORT[qid]}: {LABELS[Answer(value)]}" for qid, value in state.recommendation.drivers]
-    return render(
-        "interview_result.json.j2",
-        interview_id=state.interview.id,
-        user_id=state.interview.user_id,
-        topic=state.interview.topic,
-        result=result,
-        secondary_reason="",
-        drivers=drivers,
-        answered=len(state.answers),
-    )
+# Slack's answers when the question message can no longer be edited: ask again in a new one.
+GONE = {"message_not_found", "cant_update_message", "edit_window_closed"}
 
 
 def begin(
@@ -89,19 +50,18 @@ def begin(
         state = interviews.start(
             session, channel_id=channel_id, user_id=user_id, team_id=team_id, topic=topic, source=source
         )
-    assert state.interview.id is not None
+        interview_id, question = state.interview.id, payloads.question(state)
+    assert interview_id is not None
     if thread_ts is None:
-        intro = render("interview_started.json.j2", user_id=user_id, topic=state.interview.topic, total=TOTAL)
+        intro = payloads.interview_started(user_id, state.interview.topic)
         posted, error = try_call(client, "chat_postMessage", channel=channel_id, **intro)
         if posted is None:
             return error
         thread_ts = posted["ts"]
-    posted, error = try_call(
-        client, "chat_postMessage", channel=channel_id, thread_ts=thread_ts, **question_payload(state)
-    )
+    posted, error = try_call(client, "chat_postMessage", channel=channel_id, thread_ts=thread_ts, **question)
     with session_scope(deps.engine) as session:
         interviews.set_messages(
-            session, state.interview.id, thread_ts=thread_ts, question_ts=posted["ts"] if posted else None
+            session, interview_id, thread_ts=thread_ts, question_ts=posted["ts"] if posted else None
         )
     return error
 
@@ -116,28 +76,22 @@ def show(deps: Deps, client: WebClient, state: InterviewState, pressed_ts: str |
     assert interview.id is not None
     question_ts = pressed_ts or interview.question_ts
     if state.finished:
-        closing = render(
-            "interview_closed.json.j2", answered=len(state.answers), total=TOTAL, recap=recap(state.answers)
-        )
         if question_ts:
+            closing = payloads.interview_closed(state)
             call(client, "chat_update", channel=interview.channel_id, ts=question_ts, **closing)
+        result = payloads.interview_result(state)
         call(
-            client,
-            "chat_postMessage",
-            channel=interview.channel_id,
-            thread_ts=interview.thread_ts,
-            **result_payload(state),
+            client, "chat_postMessage", channel=interview.channel_id, thread_ts=interview.thread_ts, **result
         )
         return
-    payload = question_payload(state)
+    payload = payloads.question(state)
     updated: object = None
     error: str | None = "message_not_found"
     if question_ts:
         updated, error = try_call(
             client, "chat_update", channel=interview.channel_id, ts=question_ts, **payload
         )
-    if updated is None and error in {"message_not_found", "cant_update_message", "edit_window_closed"}:
-        # The question message is gone (deleted, or too old to edit): ask again in a new one.
+    if updated is None and error in GONE:
         posted = call(
             client, "chat_postMessage", channel=interview.channel_id, thread_ts=interview.thread_ts, **payload
         )
@@ -155,7 +109,7 @@ def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
         channel=body["channel"]["id"],
         user=body["user"]["id"],
         thread_ts=message.get("thread_ts") or message.get("ts"),
-        **render("notice.json.j2", text=text),
+        **payloads.notice(text),
     )
 
 
@@ -164,54 +118,63 @@ def _press(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return json.loads(action.get("value") or "{}"), action["action_id"]
 
 
-def register(app: App, deps: Deps) -> None:
-    def apply(body: dict[str, Any], client: WebClient, change: Any) -> None:
-        try:
-            with session_scope(deps.engine) as session:
-                state = change(session)
-        except InterviewError as refused:
-            tell(client, body, str(refused))
-            return
-        show(deps, client, state, pressed_ts=(body.get("container") or {}).get("message_ts"))
+def _apply(
+    context: BoltContext,
+    body: dict[str, Any],
+    client: WebClient,
+    change: Callable[[Session], InterviewState],
+) -> None:
+    """One press: the change in one unit of work, then Slack brought up to date (or a refusal)."""
+    deps = deps_of(context)
+    try:
+        with session_scope(deps.engine) as session:
+            state = change(session)
+    except InterviewError as refused:
+        tell(client, body, str(refused))
+        return
+    show(deps, client, state, pressed_ts=(body.get("container") or {}).get("message_ts"))
 
-    @app.action(ANSWER_ACTION)
-    def on_answer(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        ack()
-        value, action_id = _press(body)
-        answer = Answer(ANSWER_ACTION.match(action_id).group(1))  # type: ignore[union-attr]
-        apply(
-            body,
-            client,
-            lambda session: interviews.answer(
-                session,
-                interview_id=int(value["i"]),
-                user_id=body["user"]["id"],
-                step=int(value["s"]),
-                question_id=str(value["q"]),
-                value=answer,
-            ),
-        )
 
-    @app.action("interview_back")
-    def on_back(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        ack()
-        value, _ = _press(body)
-        apply(
-            body,
-            client,
-            lambda session: interviews.back(
-                session, interview_id=int(value["i"]), user_id=body["user"]["id"], step=int(value["s"])
-            ),
-        )
+def on_answer(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    ack()
+    value, action_id = _press(body)
+    answer = Answer(ANSWER_ACTION.match(action_id).group(1))  # type: ignore[union-attr]
+    _apply(
+        context,
+        body,
+        client,
+        lambda session: interviews.answer(
+            session,
+            interview_id=int(value["i"]),
+            user_id=body["user"]["id"],
+            step=int(value["s"]),
+            question_id=str(value["q"]),
+            value=answer,
+        ),
+    )
 
-    @app.action("interview_restart")
-    def on_restart(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        ack()
-        value, _ = _press(body)
-        apply(
-            body,
-            client,
-            lambda session: interviews.restart(
-                session, interview_id=int(value["i"]), user_id=body["user"]["id"], step=int(value["s"])
-            ),
-        )
+
+def on_back(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    ack()
+    value, _ = _press(body)
+    _apply(
+        context,
+        body,
+        client,
+        lambda session: interviews.back(
+            session, interview_id=int(value["i"]), user_id=body["user"]["id"], step=int(value["s"])
+        ),
+    )
+
+
+def on_restart(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    ack()
+    value, _ = _press(body)
+    _apply(
+        context,
+        body,
+        client,
+        lambda session: interviews.restart(
+            session, interview_id=int(value["i"]), user_id=body["user"]["id"], step=int(value["s"])
+        ),
+    )

@@ -1,45 +1,27 @@
-"""Promote, roll back and discard model versions from Slack, with on-call rules and an audit log.
+"""Promote, roll back and discard model versions from Slack.
 
 Promote and discard: project owners, ``FTBOT_TRAINERS`` and ``FTBOT_ADMINS``. Roll back: on-call
-(``FTBOT_ONCALL``: user ids and/or user groups) and admins. Every attempt, allowed or refused, is
-audited; every move is announced in the project's channel with who and why.
+(``FTBOT_ONCALL``: user ids and/or user groups) and admins. `runner.core.policy` decides and audits
+every attempt; every move is announced in the project's channel with who and why.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
 
-from runner import audit, datasets, registry
-from runner.db import session_scope
-from runner.exceptions import DatasetError, RegistryError
-from runner.models import Project
-from runner.registry import Move
-from runner.render import render
-from runner.slackapi import call
-
-if TYPE_CHECKING:
-    from bot.app import Deps
-
-ROLES = {"promote": "owner or trainer", "discard": "owner or trainer", "rollback": "on-call"}
-
-
-def allowed(deps: Deps, client: WebClient, action: str, project: Project, user_id: str) -> bool:
-    settings = deps.settings
-    if user_id in settings.ftbot_admins:
-        return True
-    if action == "rollback":
-        users = [u for u in settings.ftbot_oncall if not u.startswith("S")]
-        groups = [g for g in settings.ftbot_oncall if g.startswith("S")]
-        return deps.directory.is_member(client, user_id, users, groups)
-    return user_id == project.owner_id or user_id in settings.ftbot_trainers
-
-
-def announce(client: WebClient, channel_id: str, move: Move) -> None:
-    call(client, "chat_postMessage", channel=channel_id, **render("deployment.json.j2", move=move.__dict__))
+from bot.deps import Deps, deps_of
+from runner.core.db import session_scope
+from runner.core.exceptions import FtbotError
+from runner.core.models import Project
+from runner.data import projects
+from runner.registry import versions
+from runner.registry.versions import Seen
+from runner.slack import payloads
+from runner.slack.client import call
 
 
 def act(
@@ -51,84 +33,58 @@ def act(
     user_id: str,
     channel_id: str,
     number: int | None = None,
-    expected: int | None | str = "current",
+    expected: Seen | None = None,
     reason: str = "",
 ) -> None:
-    """Authorize, audit and apply one registry action; the person hears back either way."""
+    """Apply one registry action as `user_id`; the person hears back either way."""
+    person = deps.person(client, user_id)
+    try:
+        if action == "discard":
+            discarded = versions.request_discard(
+                deps.engine, deps.settings, person, project_name=project_name, number=number or 0
+            )
+            text = f"v{discarded} of *{project_name}* is discarded."
+            call(client, "chat_postEphemeral", channel=channel_id, user=user_id, **payloads.notice(text))
+            return
+        move = versions.request_move(
+            deps.engine,
+            deps.settings,
+            person,
+            action,
+            project_name=project_name,
+            number=number,
+            reason=reason,
+            expected=expected,
+        )
+    except FtbotError as exc:
+        call(client, "chat_postEphemeral", channel=channel_id, user=user_id, **payloads.notice(str(exc)))
+        return
+    with session_scope(deps.engine) as session:
+        project: Project = projects.get_project(session, project_name)
+        channel = project.channel_id or channel_id
+    call(client, "chat_postMessage", channel=channel, **payloads.deployment(move))
 
-    def tell(text: str) -> None:
-        call(
+
+def _button(action: str) -> Any:
+    def handler(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+        ack()
+        value = json.loads(body["actions"][0].get("value") or "{}")
+        act(
+            deps_of(context),
             client,
-            "chat_postEphemeral",
-            channel=channel_id,
-            user=user_id,
-            **render("notice.json.j2", text=text),
+            action=action,
+            project_name=str(value.get("p", "")),
+            user_id=body["user"]["id"],
+            channel_id=(body.get("channel") or {}).get("id") or "",
+            number=value.get("v"),
+            expected=Seen(value.get("cur")),
+            reason=f"from the evaluation summary of v{value.get('of', value.get('v'))}",
         )
 
-    target = f"v{number}" if number is not None else ""
-    try:
-        with session_scope(deps.engine) as session:
-            project = datasets.get_project(session, project_name)
-            if not allowed(deps, client, action, project, user_id):
-                audit.record(
-                    session,
-                    user_id=user_id,
-                    action=action,
-                    allowed=False,
-                    project_id=project.id,
-                    target=target,
-                    detail=f"needs {ROLES[action]}",
-                )
-                tell(f"Only the {ROLES[action]} may {action} *{project.name}*; this attempt was logged.")
-                return
-            if action == "discard":
-                registry.discard(session, project, number or 0, by=user_id)
-                audit.record(
-                    session,
-                    user_id=user_id,
-                    action=action,
-                    allowed=True,
-                    project_id=project.id,
-                    target=target,
-                )
-                tell(f"v{number} of *{project.name}* is discarded.")
-                return
-            move = registry.audited_move(
-                session,
-                deps.settings,
-                project,
-                action,
-                by=user_id,
-                number=number,
-                reason=reason,
-                expected_production=expected,
-            )
-            channel = project.channel_id or channel_id
-    except (DatasetError, RegistryError) as exc:
-        tell(str(exc))
-        return
-    announce(client, channel, move)
+    handler.__name__ = f"on_{action}_button"
+    return handler
 
 
-def register(app: App, deps: Deps) -> None:
-    def on_button(action: str) -> Any:
-        def handler(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-            ack()
-            value = json.loads(body["actions"][0].get("value") or "{}")
-            act(
-                deps,
-                client,
-                action=action,
-                project_name=str(value.get("p", "")),
-                user_id=body["user"]["id"],
-                channel_id=(body.get("channel") or {}).get("id") or "",
-                number=value.get("v"),
-                expected=value.get("cur"),
-                reason=f"from the evaluation summary of v{value.get('of', value.get('v'))}",
-            )
-
-        return handler
-
-    app.action("promote_version")(on_button("promote"))
-    app.action("rollback_version")(on_button("rollback"))
-    app.action("discard_version")(on_button("discard"))
+on_promote_button = _button("promote")
+on_rollback_button = _button("rollback")
+on_discard_button = _button("discard")

@@ -1,4 +1,4 @@
-"""Tests for runner.agreement: hand-computed coefficients, consensus rules and properties."""
+"""Tests for runner.data.agreement: hand-computed coefficients, consensus rules and properties."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.agreement import (
+from runner.data.agreement import (
     AgreementSummary,
     Consensus,
     ConsensusStatus,
@@ -241,7 +241,7 @@ def test_summary_two_raters_uses_cohen() -> None:
     summary = agreement_summary(units)
     assert isinstance(summary, AgreementSummary)
     assert summary.method == "cohen"
-    assert summary.kappa == pytest.approx(0.4)
+    assert summary.coefficient == pytest.approx(0.4)
     assert summary.percent == pytest.approx(0.7)
     assert (summary.raters, summary.items_compared) == (2, 10)
     assert summary.pairwise == {("a", "b"): pytest.approx(0.4)}
@@ -257,7 +257,7 @@ def test_summary_more_raters_uses_krippendorff() -> None:
     }
     summary = agreement_summary(units)
     assert summary.method == "krippendorff"
-    assert summary.kappa == pytest.approx(0.28)
+    assert summary.coefficient == pytest.approx(0.28)
     assert summary.raters == 3
     assert summary.items_compared == 4
     assert set(summary.pairwise) == {("A", "B"), ("A", "C"), ("B", "C")}
@@ -270,7 +270,7 @@ def test_summary_more_raters_uses_krippendorff() -> None:
 
 def test_summary_empty() -> None:
     summary = agreement_summary({})
-    assert summary.kappa is None and summary.percent is None
+    assert summary.coefficient is None and summary.percent is None
     assert summary.raters == 0 and summary.items_compared == 0 and summary.pairwise == {}
 
 

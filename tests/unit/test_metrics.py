@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.metrics import (
+from runner.ml.metrics import (
     INVALID_LABEL,
     ClassificationReport,
     LabelScores,

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner import readiness
-from runner.readiness import (
+from runner.interview import readiness
+from runner.interview.readiness import (
     QUESTION_IDS,
     QUESTIONS,
     Answer,

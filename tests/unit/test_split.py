@@ -1,4 +1,4 @@
-"""Tests for runner.split: deterministic, stable, duplicate-safe and stratified train/eval splits."""
+"""Tests for runner.data.split: deterministic, stable, duplicate-safe and stratified train/eval splits."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.split import Split, SplitItem, assign_splits, content_hash, split_report
-from runner.textnorm import canonical, near_duplicate_groups
+from runner.data.split import Split, SplitItem, assign_splits, content_hash, split_report
+from runner.data.textnorm import canonical, near_duplicate_groups
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +64,7 @@ def test_deterministic_across_processes() -> None:
     script = (
         "import json, random, string, sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
-        "from runner.split import SplitItem, assign_splits\n"
+        "from runner.data.split import SplitItem, assign_splits\n"
         "items = [SplitItem(**row) for row in json.loads(sys.stdin.read())]\n"
         "print(json.dumps({str(k): v.value for k, v in assign_splits(items).items()}))\n"
     )

@@ -1,4 +1,4 @@
-"""Tests for runner.textnorm: Slack conversion, redaction, canonical keys and near-duplicate groups."""
+"""Tests for runner.data.textnorm: Slack conversion, redaction, canonical keys and near-duplicate groups."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.textnorm import _shingle_profile, canonical, near_duplicate_groups, redact, slack_to_plain
+from runner.data.textnorm import _shingle_profile, canonical, near_duplicate_groups, redact, slack_to_plain
 
 USERS = {"U123": "alice", "U456": "@bob"}
 CHANNELS = {"C2": "random"}

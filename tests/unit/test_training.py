@@ -22,26 +22,15 @@ from peft.tuners import lora
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file
 
-from runner.fastlora import CpuDropout
-from runner.inference import generate, load_for_inference
-from runner.synthetic import QUEUES, chat_example, ticket_examples, ticket_texts
-from runner.tinymodel import make_tiny_model
-from runner.training import (
-    FALLBACK_CHAT_TEMPLATE,
-    IGNORE_INDEX,
-    Progress,
-    TrainConfig,
-    TrainingCancelled,
-    base_weights_fingerprint,
-    collate_rows,
-    encode_chat,
-    load_base_model,
-    load_tokenizer,
-    pack_best_fit,
-    prepare_model,
-    target_loss_sum,
-    train,
-)
+from demo.synthetic import QUEUES, chat_example, ticket_examples, ticket_texts
+from demo.tinymodel import make_tiny_model
+from runner.core.trainconfig import Progress, TrainConfig, TrainingCancelled
+from runner.ml.fastlora import CpuDropout
+from runner.ml.inference import generate, load_for_inference
+from runner.ml.loop import target_loss_sum, train
+from runner.ml.model import FALLBACK_CHAT_TEMPLATE, load_base_model, load_tokenizer, prepare_model
+from runner.ml.packing import IGNORE_INDEX, collate_rows, encode_chat, pack_best_fit
+from tests.training_support import base_weights_fingerprint
 
 SYSTEM = "route the ticket to one queue: billing, technical, account or shipping."
 # Why these settings: see runner/tinymodel.py. Width 256 keeps the word embeddings of the ~230-word
@@ -387,7 +376,7 @@ def _training_batch(tiny_model: Path) -> Any:
 
 
 def test_fast_lora_steps_compute_what_peft_computes(tiny_model: Path) -> None:
-    """runner.fastlora's fused forward gives PEFT's losses and gradients (4-bit base, dropout on)."""
+    """runner.ml.fastlora's fused forward gives PEFT's losses and gradients (4-bit base, dropout on)."""
     config = TrainConfig(base_model=str(tiny_model), lora_r=8, lora_alpha=16, lora_dropout=0.1)
     cpu = torch.device("cpu")
     fast, reference = prepare_model(config, cpu), prepare_model(config, cpu, fast=False)

@@ -1,0 +1,35 @@
+"""What listeners need besides Bolt's own arguments, handed to each one through its context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+from slack_sdk import WebClient
+from sqlalchemy.engine import Engine
+
+from bot.directory import Directory
+from bot.tally import Throttle
+from runner.core.config import Settings
+from runner.core.policy import Person
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: Settings
+    engine: Engine
+    directory: Directory  # user-group members and display names, cached
+    tally: Throttle  # refreshes a project's live tally, throttled per project
+    redis: Redis  # job queues (connects on first use)
+
+    def person(self, client: WebClient, user_id: str) -> Person:
+        """`user_id` as the policy sees them: user-group membership is asked of Slack (cached) only
+        when a list the policy reads names a group."""
+        return Person(user_id, in_group=lambda group: user_id in self.directory.group_members(client, group))
+
+
+def deps_of(context: Any) -> Deps:
+    """The `Deps` a global middleware put in Bolt's context (see `bot.app.build_app`)."""
+    deps: Deps = context["deps"]
+    return deps

@@ -1,0 +1,348 @@
+"""`ftbot demo`: the whole loop on embedded defaults — no Slack workspace, no Redis server, no GPU.
+
+Readiness interview → a project from the shipped support-ticket dataset → three simulated reviewers
+(with some disagreement) → snapshot → QLoRA training of the tiny model on CPU → evaluation against
+the base → promote → a second version → promote → roll back. Jobs run through RQ on an in-process
+Redis (fakeredis) with a `SimpleWorker`, so the very code a GPU worker runs runs here. Everything a
+Slack user would see is rendered in the terminal and saved as Block Kit JSON (and the chart) under
+the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from runner.data import examples, gates, projects
+from runner.jobs import queues, runs
+from runner.registry import deploy
+
+PROJECT = "ticket-router"
+OWNER, ONCALL, REVIEWERS = "UOWNER", "UONCALL", ("UREVIEWER1", "UREVIEWER2", "UREVIEWER3")
+INSTRUCTIONS = "route the support ticket to one queue: billing, technical, account or shipping."
+# Each reviewer picks a wrong queue this often: enough disagreement to show conflicts and α.
+MISLABEL_RATE = 0.08
+# Settings for the tiny random model (see runner/tinymodel.py): a large learning rate because the
+# base knows nothing yet and the run is short; no checkpointing because memory is not the limit here.
+TRAIN_OPTIONS = {
+    "epochs": "3",
+    "lr": "3e-3",
+    "lora_r": "16",
+    "lora_alpha": "32",
+    "lora_dropout": "0",
+    "max_len": "512",
+    "batch_tokens": "1024",
+    "gradient_checkpointing": "false",
+}
+TINY_MODEL = {"hidden_size": 256, "num_layers": 2, "num_heads": 4}
+
+console = Console()
+
+
+def step(title: str) -> None:
+    console.rule(f"[bold]{title}")
+
+
+def blocks_panel(payload: dict[str, Any], title: str) -> Panel:
+    """A terminal rendering of a Block Kit message: the texts a Slack user would read, and buttons."""
+    lines: list[str] = []
+    for block in payload.get("blocks", []):
+        kind = block.get("type")
+        if kind == "header":
+            lines.append(f"[bold]{block['text']['text']}[/bold]")
+        elif kind == "section":
+            if block.get("text"):
+                lines.append(block["text"]["text"])
+            lines.extend(field["text"].replace("\n", ": ", 1) for field in block.get("fields", []))
+        elif kind == "context":
+            lines.append("[dim]" + " ".join(e.get("text", "") for e in block.get("elements", [])) + "[/dim]")
+        elif kind == "actions":
+            lines.append(
+                "  ".join(f"[reverse] {e['text']['text']} [/reverse]" for e in block.get("elements", []))
+            )
+        elif kind == "divider":
+            lines.append("─" * 40)
+    return Panel("\n".join(lines).replace("*", ""), title=title, expand=False)
+
+
+def save(out: Path, name: str, payload: dict[str, Any]) -> Path:
+    path = out / f"{name}.blocks.json"
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
+    return path
+
+
+@contextmanager
+def follow_runs(engine: Any, label: str) -> Iterator[None]:
+    """A progress bar fed from the run's stored progress while the worker trains in this thread."""
+    from sqlmodel import select
+
+    from runner.core.db import session_scope
+    from runner.core.models import Project
+    from runner.jobs.runs import runs as list_runs
+
+    done = threading.Event()
+
+    def poll(progress: Progress, task: Any) -> None:
+        while not done.wait(0.5):
+            with session_scope(engine) as session:
+                project = session.exec(select(Project)).first()
+                latest = list_runs(session, project)[0] if project else None
+                data = latest.progress if latest else {}
+            if data:
+                progress.update(
+                    task,
+                    total=data["total_steps"],
+                    completed=data["step"],
+                    detail=f"loss {data['loss']:.3f} · {data['tokens_per_s']:.0f} tok/s",
+                )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(label, total=None, detail="loading")
+        thread = threading.Thread(target=poll, args=(progress, task), daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+
+def run_demo(out: Path, *, quick: bool = False) -> dict[str, Any]:
+    """Run the whole loop; returns the figures the README and notes quote."""
+    import fakeredis
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    from demo import tinymodel
+    from runner.core.config import load_settings
+    from runner.core.db import make_engine, session_scope, upgrade
+    from runner.core.models import ModelVersion
+    from runner.core.policy import Person
+    from runner.interview import interviews, readiness
+    from runner.registry import versions
+    from runner.registry.versions import Move
+    from runner.slack import payloads
+
+    began = time.perf_counter()
+    out = out.resolve()
+    data_dir = out / "data"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    # The jobs read their settings from the environment, as on a worker host: point it at the demo.
+    os.environ.update(
+        {
+            "FTBOT_DATA_DIR": str(data_dir),
+            "DATABASE_URL": f"sqlite:///{data_dir / 'ftbot.db'}",
+            "FTBOT_BASE_MODEL": str(out / "tiny-model"),
+            "FTBOT_ONCALL": ONCALL,
+        }
+    )
+    for variable in ("SLACK_BOT_TOKEN", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"):
+        os.environ.pop(variable, None)
+    settings = load_settings()
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade(engine)
+    figures: dict[str, Any] = {}
+
+    step("1. Readiness interview: should we fine-tune our support-ticket router?")
+    answers_doc = json.loads((files("demo") / "data" / "support_triage_answers.json").read_text())
+    answers = readiness.parse_answers(answers_doc["answers"])
+    with session_scope(engine) as session:  # the interview as the Slack buttons drive it
+        state = interviews.start(
+            session, channel_id="CDEMO", user_id=OWNER, topic=answers_doc.get("topic", "")
+        )
+        while state.question is not None:
+            assert state.interview.id is not None
+            state = interviews.answer(
+                session,
+                interview_id=state.interview.id,
+                user_id=OWNER,
+                step=state.interview.step,
+                question_id=state.question.id,
+                value=answers[state.question.id],
+            )
+        result = payloads.interview_result(state)
+    console.print(blocks_panel(result, result["text"].split("\n")[0]))
+    save(out, "interview_result", result)
+    assert state.recommendation is not None
+    figures["recommendation"] = state.recommendation.primary.value
+
+    step("2. A dataset project, labeled by three reviewers with reactions")
+    rows = [
+        json.loads(line)
+        for line in (files("demo") / "data" / "support_tickets.jsonl").read_text().splitlines()
+    ]
+    rows = rows[:160] if quick else rows
+    rng = random.Random(7)
+    labels = ["billing", "technical", "account", "shipping"]
+    with session_scope(engine) as session:
+        project = projects.create_project(
+            session,
+            projects.ProjectSpec(
+                name=PROJECT,
+                task_type="classification",
+                label_lines="\n".join(labels),
+                reviewers=list(REVIEWERS),
+                min_per_label=20,
+                instructions=INSTRUCTIONS,
+            ),
+            owner_id=OWNER,
+            channel_id="CDEMO",
+        )
+        for i, row in enumerate(rows):
+            example, _ = examples.add_example(
+                session,
+                project,
+                channel_id="CDEMO",
+                message_ts=f"1700000000.{i:06d}",
+                author_id="UCONTRIBUTOR",
+                text=row["input"],
+            )
+            for reviewer in REVIEWERS:
+                wrong = rng.random() < MISLABEL_RATE
+                vote = rng.choice([lab for lab in labels if lab != row["label"]]) if wrong else row["label"]
+                examples.add_vote(session, example.id or 0, reviewer, vote)
+        stats = gates.project_stats(session, project)
+        conflicts = len(stats.conflicts)
+        truth = {f"1700000000.{i:06d}": row["label"] for i, row in enumerate(rows)}
+        for conflict in stats.conflicts:  # the owner settles each with the button in /finetune conflicts
+            example = conflict.example
+            examples.adjudicate(session, project, example.id or 0, truth[example.message_ts], OWNER)
+        stats = gates.project_stats(session, project)
+        figures.update(
+            examples=stats.total,
+            conflicts_settled=conflicts,
+            open_conflicts=len(stats.conflicts),
+            alpha=round(stats.agreement.coefficient or 0, 3),
+        )
+        status = payloads.project_status(stats, can_train=True)
+    console.print(
+        f"{len(rows)} examples, {conflicts} conflicts settled by the owner, "
+        f"Krippendorff's α = {figures['alpha']}"
+    )
+    console.print(blocks_panel(status, "/finetune status ticket-router"))
+    save(out, "status", status)
+
+    step("3. The tiny base model (built locally: no download)")
+    texts = [row["input"] for row in rows] + [INSTRUCTIONS, *labels]
+    tinymodel.make_tiny_model(out / "tiny-model", texts, **TINY_MODEL)
+    console.print(f"tiny Llama-architecture model and tokenizer in {out / 'tiny-model'}")
+
+    redis = fakeredis.FakeStrictRedis()
+    worker = SimpleWorker(
+        [queues.queue(queues.TRAIN_QUEUE, redis), queues.queue(queues.EVAL_QUEUE, redis)],
+        connection=redis,
+        serializer=JSONSerializer,
+    )
+
+    def train_version(number: int, seed: int) -> ModelVersion:
+        runs.request_training(
+            engine,
+            settings,
+            Person(OWNER),
+            project_name=PROJECT,
+            overrides={**TRAIN_OPTIONS, "seed": str(seed)},
+            connection=redis,
+        )
+        with follow_runs(engine, f"training v{number} (QLoRA, 4-bit, CPU)"):
+            worker.work(burst=True, logging_level="WARNING")
+        with session_scope(engine) as session:
+            found = projects.get_project(session, PROJECT)
+            version = versions.get_version(session, found, number)
+            assert version.evaluation, "the evaluation job did not run"
+            evaluation = version.evaluation
+            payload = payloads.eval_summary(found, version, evaluation)
+        console.print(
+            blocks_panel(payload, f"Evaluation summary of v{number} (as posted in the project thread)")
+        )
+        save(out, f"eval_summary_v{number}", payload)
+        shutil.copy(evaluation["chart"], out / f"eval_chart_v{number}.png")
+        metrics = version.metrics
+        figures[f"v{number}"] = {
+            "accuracy": round(evaluation["systems"]["candidate"]["headline"], 3),
+            "base_accuracy": round(evaluation["systems"]["base"]["headline"], 3),
+            "tokens_per_s": round(metrics["tokens_per_s"]),
+            "train_s": round(metrics["wall_time_s"], 1),
+        }
+        return version
+
+    def show(move: Move) -> None:
+        payload = payloads.deployment(move)
+        console.print(blocks_panel(payload, "Announced in the channel"))
+        save(out, f"{move.action}_v{move.version}", payload)
+
+    step("4. Train v1, evaluate against the base, promote")
+    train_version(1, seed=0)
+    promote = "promote"
+    show(
+        versions.request_move(
+            engine,
+            settings,
+            Person(OWNER),
+            promote,
+            project_name=PROJECT,
+            number=1,
+            reason="beats the base on held-out tickets",
+        )
+    )
+
+    step("5. Train v2, promote it, and roll back from chat")
+    train_version(2, seed=1)
+    show(
+        versions.request_move(
+            engine,
+            settings,
+            Person(OWNER),
+            promote,
+            project_name=PROJECT,
+            number=2,
+            reason="second training run",
+        )
+    )
+    show(
+        versions.request_move(
+            engine,
+            settings,
+            Person(ONCALL),
+            "rollback",
+            project_name=PROJECT,
+            reason="on-call drill: back to v1",
+        )
+    )
+    with session_scope(engine) as session:
+        found = projects.get_project(session, PROJECT)
+        figures["production"] = versions.production(session, found).number  # type: ignore[union-attr]
+    manifest = deploy.manifest_path(settings, found)
+    console.print(f"deployment manifest: {manifest}\n{manifest.read_text()}")
+
+    figures["wall_s"] = round(time.perf_counter() - began, 1)
+    figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    table = Table(title="Demo figures")
+    for key, value in figures.items():
+        table.add_row(key, json.dumps(value))
+    console.print(table)
+    (out / "figures.json").write_text(json.dumps(figures, indent=2))
+    console.print(f"Block Kit JSON, charts and figures are in {out}")
+    engine.dispose()
+    return figures

@@ -1,0 +1,136 @@
+"""Settings from the environment, validated once, failing fast with the variable's name.
+
+Every process (bot, worker, CLI) builds one `Settings` and passes it down; nothing reads
+`os.environ` elsewhere. Variables a command needs but the environment lacks are reported by
+`Settings.require`, which raises `ConfigError` (the CLI turns it into exit code 2).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, computed_field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from runner.core.exceptions import ConfigError
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+# Values people paste from examples; starting with one of them would only fail later, at Slack.
+PLACEHOLDERS = {"", "changeme", "change-me", "xoxb-your-token", "xapp-your-token", "your-signing-secret"}
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ftbot"
+
+
+def _split_ids(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, list | tuple):
+        return tuple(str(v).strip() for v in value if str(v).strip())
+    return tuple(part.strip() for part in str(value).split(",") if part.strip())
+
+
+# Comma-separated in the environment ("U1,U2"), not JSON.
+IdList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    """ftbot's configuration; see the README's configuration table for each variable."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    slack_bot_token: str | None = Field(default=None, description="Bot token (xoxb-…)")
+    slack_signing_secret: str | None = Field(default=None, description="Signs HTTP requests from Slack")
+    slack_app_token: str | None = Field(default=None, description="App-level token (xapp-…) for Socket Mode")
+    slack_api_url: str = Field(default=DEFAULT_SLACK_API_URL, description="Slack Web API base URL")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite under the data dir")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for RQ job queues")
+    ftbot_data_dir: Path = Field(default_factory=_default_data_dir, description="Artifacts and SQLite")
+    ftbot_base_model: str | None = Field(default=None, description="Hugging Face id or local path")
+    ftbot_trainers: IdList = Field(default=(), description="Slack user ids allowed to train")
+    ftbot_oncall: IdList = Field(default=(), description="User ids / group ids allowed to roll back")
+    ftbot_admins: IdList = Field(default=(), description="User ids allowed everything")
+    ftbot_tally_interval: float = Field(
+        default=3.0, description="Seconds between live-tally refreshes of a project (Slack rate limits)"
+    )
+    ftbot_job_timeout: int = Field(default=6 * 3600, description="Seconds before RQ kills a training job")
+    ftbot_progress_interval: float = Field(
+        default=10.0, description="Seconds between progress updates in Slack"
+    )
+    ftbot_heartbeat_timeout: float = Field(
+        default=90.0, description="Seconds without a heartbeat before a running job counts as dead"
+    )
+    ftbot_queues: IdList = Field(default=("train", "eval"), description="Queues `ftbot worker` serves")
+    ftbot_deploy_hook: str | None = Field(
+        default=None, description="Command or http(s) URL called with the new deployment manifest"
+    )
+    ftbot_directory_ttl: float = Field(default=60.0, description="Seconds user-group members are cached")
+    ftbot_event_replay_after: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds before an event whose listener never finished (a crash) is replayed",
+    )
+    ftbot_event_attempts: int = Field(
+        default=3, ge=1, description="Deliveries of one event at most, the first included"
+    )
+    slack_client_id: str | None = Field(default=None, description="Must stay unset (see below)")
+    slack_client_secret: str | None = Field(default=None, description="Must stay unset (see below)")
+
+    @field_validator("ftbot_trainers", "ftbot_oncall", "ftbot_admins", "ftbot_queues", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> tuple[str, ...]:
+        return _split_ids(value)
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the driver ftbot uses (psycopg 3 for PostgreSQL)."""
+        url = self.database_url or f"sqlite:///{self.ftbot_data_dir / 'ftbot.db'}"
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    def require(self, *names: str, purpose: str) -> None:
+        """Fail with every missing or placeholder variable among `names`, named as in the environment.
+
+        Args:
+            names: field names, e.g. ``"slack_bot_token"``.
+            purpose: what needs them, for the message (e.g. ``"ftbot serve"``).
+
+        Raises:
+            ConfigError: naming each variable that is unset or still a placeholder.
+        """
+        missing = [n.upper() for n in names if (getattr(self, n) or "").strip().lower() in PLACEHOLDERS]
+        if missing:
+            raise ConfigError(f"{purpose} needs {', '.join(missing)}: set it in the environment (see README)")
+
+    def refuse_oauth_variables(self) -> None:
+        """Bolt silently switches to OAuth mode when both OAuth variables are set; ftbot is single-workspace.
+
+        Raises:
+            ConfigError: when SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are both set.
+        """
+        if self.slack_client_id and self.slack_client_secret:
+            raise ConfigError(
+                "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are set: they would switch Bolt to OAuth mode, "
+                "but ftbot runs with one bot token (SLACK_BOT_TOKEN). Unset both."
+            )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build `Settings` from the environment (plus overrides), turning validation errors into ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid configuration: {problems}") from exc

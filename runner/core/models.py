@@ -1,0 +1,344 @@
+"""Database tables (sqlmodel). The database is the source of truth for every process.
+
+Statuses are `StrEnum`s stored in enum columns (a native type on PostgreSQL); structured values are
+JSON columns (JSONB on PostgreSQL). Schema changes go through Alembic (`runner/core/migrations`); a
+test checks the migrations match these classes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Text, UniqueConstraint
+from sqlalchemy import Enum as SqlEnum
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+# none_as_null: None is SQL NULL (not the JSON document null), so "IS NULL" finds it.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts_column() -> Column:
+    return Column(DateTime(timezone=True), nullable=False)
+
+
+def _enum_column(enum: type[StrEnum], *, default: StrEnum | None = None, index: bool = False) -> Column:
+    """A column of `enum`'s values (PostgreSQL: a native enum type named after the class)."""
+    return Column(
+        SqlEnum(
+            enum,
+            name=enum.__name__.lower(),
+            values_callable=lambda members: [m.value for m in members],
+            validate_strings=True,
+        ),
+        nullable=False,
+        default=default,
+        index=index,
+    )
+
+
+def _json_column(*, nullable: bool = False) -> Column:
+    return Column(JSONType, nullable=nullable)
+
+
+class InterviewStatus(StrEnum):
+    OPEN = "open"
+    FINISHED = "finished"
+
+
+class Interview(SQLModel, table=True):
+    """One readiness interview: who asked, where its thread is, and its result once finished."""
+
+    __tablename__ = "interview"
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(default="", max_length=32)
+    channel_id: str = Field(index=True, max_length=32)
+    user_id: str = Field(max_length=32)
+    topic: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    source: str = Field(default="slash", max_length=16)
+    thread_ts: str | None = Field(default=None, max_length=32)
+    question_ts: str | None = Field(default=None, max_length=32)
+    status: InterviewStatus = Field(
+        default=InterviewStatus.OPEN, sa_column=_enum_column(InterviewStatus, default=InterviewStatus.OPEN)
+    )
+    step: int = Field(default=0)
+    primary: str | None = Field(default=None, max_length=32)
+    secondary: str | None = Field(default=None, max_length=32)
+    result: dict[str, Any] | None = Field(default=None, sa_column=_json_column(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class InterviewAnswer(SQLModel, table=True):
+    """One answer as given; `Back` and `Restart` mark answers retracted instead of deleting them."""
+
+    __tablename__ = "interview_answer"
+
+    id: int | None = Field(default=None, primary_key=True)
+    interview_id: int = Field(foreign_key="interview.id", index=True)
+    question_id: str = Field(max_length=64)
+    answer: str = Field(max_length=16)
+    user_id: str = Field(max_length=32)
+    answered_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+    retracted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class EventStatus(StrEnum):
+    PENDING = "pending"  # received (and acknowledged); its listener has not finished yet
+    DONE = "done"
+    FAILED = "failed"  # its listener raised; replayed until the attempts run out
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """Slack events received: the primary key makes a redelivery a no-op on every replica, and the
+    body of an event whose listener never finished (a crash after the ack) is kept to replay it."""
+
+    __tablename__ = "processed_event"
+    event_id: str = Field(primary_key=True, max_length=64)
+    event_type: str = Field(default="", max_length=64)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+    status: EventStatus = Field(
+        default=EventStatus.DONE, sa_column=_enum_column(EventStatus, default=EventStatus.DONE, index=True)
+    )
+    body: dict[str, Any] | None = Field(default=None, sa_column=_json_column(nullable=True))
+    attempts: int = Field(default=1)
+    attempted_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class TaskType(StrEnum):
+    CLASSIFICATION = "classification"
+    EXTRACTION = "extraction"
+    GENERATION = "generation"
+
+
+class Project(SQLModel, table=True):
+    """A dataset project: its task, label legend, reviewers, gates and where its thread lives."""
+
+    __tablename__ = "project"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=64)
+    task_type: TaskType = Field(sa_column=_enum_column(TaskType))
+    channel_id: str = Field(max_length=32)
+    root_ts: str | None = Field(default=None, index=True, max_length=32)
+    owner_id: str = Field(max_length=32)
+    labels: list[dict[str, str]] = Field(default_factory=list, sa_column=_json_column())  # name, emoji
+    fields: list[str] = Field(default_factory=list, sa_column=_json_column())  # extraction fields
+    reviewers: list[str] = Field(default_factory=list, sa_column=_json_column())  # user ids
+    reviewer_groups: list[str] = Field(default_factory=list, sa_column=_json_column())  # user group ids
+    min_per_label: int = Field(default=10)
+    agreement_threshold: float = Field(default=0.6)
+    eval_fraction: float = Field(default=0.2)
+    instructions: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    interview_id: int | None = Field(default=None, foreign_key="interview.id")
+    tally_updated_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+
+
+class Example(SQLModel, table=True):
+    """One labeled-or-not example: a Slack message (or an imported row) and its target output."""
+
+    __tablename__ = "example"
+    __table_args__ = (UniqueConstraint("project_id", "channel_id", "message_ts", name="uq_example_message"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    channel_id: str = Field(default="", max_length=32)
+    message_ts: str = Field(max_length=48)
+    author_id: str = Field(default="", max_length=32)
+    source: str = Field(default="thread", max_length=16)
+    raw_text: str = Field(sa_column=Column(Text, nullable=False))
+    input_text: str = Field(sa_column=Column(Text, nullable=False))
+    target_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    overlong: bool = Field(default=False)
+    final_label: str | None = Field(default=None, max_length=64)
+    decided_by: str | None = Field(default=None, max_length=64)
+    decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    warning_marked: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+    edited_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    deleted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class Vote(SQLModel, table=True):
+    """A reviewer's reaction on an example; the unique key makes a redelivered reaction a no-op."""
+
+    __tablename__ = "vote"
+    __table_args__ = (UniqueConstraint("example_id", "reviewer_id", "value", name="uq_vote"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    example_id: int = Field(foreign_key="example.id", index=True)
+    reviewer_id: str = Field(max_length=32)
+    value: str = Field(max_length=64)
+    stale: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+
+
+class ReviewerHint(SQLModel, table=True):
+    """Non-reviewers who already got the one ephemeral hint for a project."""
+
+    __tablename__ = "reviewer_hint"
+
+    project_id: int = Field(foreign_key="project.id", primary_key=True)
+    user_id: str = Field(primary_key=True, max_length=32)
+
+
+class Snapshot(SQLModel, table=True):
+    """A frozen, content-addressed dataset version: the id is the hash of its examples and splits."""
+
+    __tablename__ = "snapshot"
+
+    id: str = Field(primary_key=True, max_length=64)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    created_by: str = Field(default="", max_length=64)
+    n_train: int = Field(default=0)
+    n_eval: int = Field(default=0)
+    stats: dict[str, Any] = Field(default_factory=dict, sa_column=_json_column())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+
+
+class Split(StrEnum):
+    TRAIN = "train"
+    EVAL = "eval"
+
+
+class SnapshotExample(SQLModel, table=True):
+    """One example as frozen in a snapshot (copied, so later edits never change a snapshot)."""
+
+    __tablename__ = "snapshot_example"
+
+    snapshot_id: str = Field(foreign_key="snapshot.id", primary_key=True, max_length=64)
+    example_id: int = Field(primary_key=True)
+    split: Split = Field(sa_column=_enum_column(Split))
+    input_text: str = Field(sa_column=Column(Text, nullable=False))
+    target: str = Field(sa_column=Column(Text, nullable=False))
+    label: str = Field(default="", max_length=64)
+
+
+class AuditEntry(SQLModel, table=True):
+    """Every privileged attempt, allowed or refused: who, what, on which project, and why."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+    user_id: str = Field(max_length=32)
+    action: str = Field(max_length=32)
+    project_id: int | None = Field(default=None, foreign_key="project.id", index=True)
+    target: str = Field(default="", max_length=128)
+    allowed: bool = Field(default=False)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_RUN_STATUSES = frozenset({RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class TrainingRun(SQLModel, table=True):
+    """One training job: its resolved config, where it reports in Slack, its progress and outcome."""
+
+    __tablename__ = "training_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    snapshot_id: str = Field(foreign_key="snapshot.id", max_length=64)
+    status: RunStatus = Field(
+        default=RunStatus.QUEUED, sa_column=_enum_column(RunStatus, default=RunStatus.QUEUED, index=True)
+    )
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=_json_column())
+    requested_by: str = Field(default="", max_length=64)
+    rq_job_id: str | None = Field(default=None, max_length=64)
+    eval_job_id: str | None = Field(default=None, max_length=64)
+    channel_id: str | None = Field(default=None, max_length=32)
+    thread_ts: str | None = Field(default=None, max_length=32)
+    status_ts: str | None = Field(default=None, max_length=32)
+    progress: dict[str, Any] = Field(default_factory=dict, sa_column=_json_column())
+    metrics: dict[str, Any] | None = Field(default=None, sa_column=_json_column(nullable=True))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    advice: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    worker: str | None = Field(default=None, max_length=128)
+    pid: int | None = Field(default=None)
+    version_id: int | None = Field(default=None)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+    started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    heartbeat_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class VersionStatus(StrEnum):
+    """What may become of a version. Whether it serves is the production alias's business alone."""
+
+    CANDIDATE = "candidate"  # may be promoted
+    DISCARDED = "discarded"  # never to serve
+
+
+class ModelVersion(SQLModel, table=True):
+    """A registered adapter, v1…vN per project, with its lineage (snapshot, base model, config)."""
+
+    __tablename__ = "model_version"
+    __table_args__ = (UniqueConstraint("project_id", "number", name="uq_model_version_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    number: int
+    run_id: int | None = Field(default=None, foreign_key="training_run.id")
+    snapshot_id: str = Field(foreign_key="snapshot.id", max_length=64)
+    base_model: str = Field(max_length=512)
+    status: VersionStatus = Field(
+        default=VersionStatus.CANDIDATE,
+        sa_column=_enum_column(VersionStatus, default=VersionStatus.CANDIDATE),
+    )
+    artifact_path: str = Field(sa_column=Column(Text, nullable=False))
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=_json_column())
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=_json_column())
+    evaluation: dict[str, Any] | None = Field(default=None, sa_column=_json_column(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+
+
+class ProductionAlias(SQLModel, table=True):
+    """Which version serves a project; `revision` makes every move a compare-and-set."""
+
+    __tablename__ = "production_alias"
+
+    project_id: int = Field(foreign_key="project.id", primary_key=True)
+    version_id: int | None = Field(default=None, foreign_key="model_version.id")
+    revision: int = Field(default=0)
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+
+
+class DeployAction(StrEnum):
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+
+
+class Deployment(SQLModel, table=True):
+    """One move of the production alias: promote or rollback, who, why, from which version."""
+
+    __tablename__ = "deployment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    action: DeployAction = Field(sa_column=_enum_column(DeployAction))
+    version_id: int = Field(foreign_key="model_version.id")
+    previous_version_id: int | None = Field(default=None, foreign_key="model_version.id")
+    by: str = Field(max_length=64)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    revision: int = Field(default=0)
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())

@@ -1,0 +1,223 @@
+"""A project's statistics and readiness gates, computed from the database.
+
+The statistics (agreement, consensus, splits, duplicates) are pure functions in
+`runner.data.agreement`, `runner.data.split` and `runner.data.textnorm`; this module reads the
+examples and votes around them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from runner.core.models import Example, Project, TaskType, Vote
+from runner.data import agreement, split, textnorm
+from runner.data.examples import current_votes
+from runner.data.projects import ACCEPT, REJECT, labels_of
+
+MIN_VOTES = 2
+MIN_EVAL_PER_LABEL = 2
+MAX_IMBALANCE = 5.0
+MAX_DUPLICATE_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    value: str
+    threshold: str
+    passed: bool
+    advice: str
+
+
+@dataclass
+class ExampleState:
+    example: Example
+    votes: dict[str, str]
+    consensus: agreement.Consensus
+    label: str | None  # the final label (adjudicated) or the agreed one
+
+
+@dataclass
+class ProjectStats:
+    project: Project
+    examples: list[ExampleState]
+    counts: dict[str, int]
+    pending: int
+    conflicts: list[ExampleState]
+    rejected: int
+    overlong: int
+    stale_votes: int
+    agreement: agreement.AgreementSummary
+    duplicates: int
+    splits: dict[str, dict[str, int]] = field(default_factory=dict)
+    gates: list[Gate] = field(default_factory=list)
+
+    @property
+    def trainable(self) -> bool:
+        return bool(self.gates) and all(g.passed for g in self.gates)
+
+    @property
+    def total(self) -> int:
+        return len(self.examples)
+
+
+def live_examples(session: Session, project: Project) -> list[Example]:
+    return list(
+        session.exec(
+            select(Example)
+            .where(Example.project_id == project.id, col(Example.deleted_at).is_(None))
+            .order_by(col(Example.id))
+        ).all()
+    )
+
+
+def example_states(session: Session, project: Project) -> list[ExampleState]:
+    examples = live_examples(session, project)
+    votes = current_votes(session, [e.id for e in examples if e.id is not None])
+    states = []
+    for example in examples:
+        assert example.id is not None
+        mine = votes.get(example.id, {})
+        decided = agreement.consensus(mine, min_votes=MIN_VOTES)
+        label = example.final_label or decided.label
+        states.append(ExampleState(example, mine, decided, label))
+    return states
+
+
+def usable(state: ExampleState) -> bool:
+    """Consensus reached (or decided by an owner) and, for target tasks, the target accepted."""
+    if state.label is None:
+        return False
+    return state.example.target_text is None or state.label == ACCEPT
+
+
+def training_label(project: Project, state: ExampleState) -> str:
+    return state.label or "" if project.task_type == TaskType.CLASSIFICATION else ""
+
+
+def project_stats(session: Session, project: Project) -> ProjectStats:
+    """Counts, agreement and the readiness gates of `project`, computed from the database."""
+    states = example_states(session, project)
+    decided = [s for s in states if usable(s)]
+    is_classification = project.task_type == TaskType.CLASSIFICATION
+    counts: Counter[str] = Counter(s.label for s in decided if s.label)
+    if is_classification:
+        counts = Counter({lab.name: counts.get(lab.name, 0) for lab in labels_of(project)})
+    conflicts = [
+        s
+        for s in states
+        if s.example.final_label is None and s.consensus.status == agreement.ConsensusStatus.CONFLICT
+    ]
+    summary = agreement.agreement_summary({s.example.id: s.votes for s in states if s.example.id is not None})
+    items = [
+        split.SplitItem(s.example.id or 0, s.example.input_text, training_label(project, s)) for s in decided
+    ]
+    splits = split.split_report(items, split.assign_splits(items, project.eval_fraction)) if items else {}
+    groups = textnorm.near_duplicate_groups([s.example.input_text for s in states])
+    stats = ProjectStats(
+        project=project,
+        examples=states,
+        counts=dict(counts),
+        pending=sum(
+            1 for s in states if s.label is None and s.consensus.status == agreement.ConsensusStatus.PENDING
+        ),
+        conflicts=conflicts,
+        rejected=sum(1 for s in states if s.label == REJECT),
+        overlong=sum(1 for s in states if s.example.overlong),
+        stale_votes=session.exec(
+            select(func.count())
+            .select_from(Vote)
+            .join(Example)
+            .where(Example.project_id == project.id, col(Vote.stale).is_(True))
+        ).one(),
+        agreement=summary,
+        duplicates=len(groups) - len(set(groups)),
+        splits=splits,
+    )
+    stats.gates = compute_gates(stats)
+    return stats
+
+
+def compute_gates(stats: ProjectStats) -> list[Gate]:
+    """The readiness gates: each with its value, threshold and what to do when it fails."""
+    project = stats.project
+    is_classification = project.task_type == TaskType.CLASSIFICATION
+    counts = stats.counts if is_classification else {"accepted": sum(stats.counts.values())}
+    fewest = min(counts.values()) if counts else 0
+    coefficient = stats.agreement.coefficient
+    # Labels that came with the data (imports) or from an owner have no reviewer votes to compare;
+    # the gate then has nothing to measure and does not block, and says so.
+    all_decided = (
+        stats.total > 0 and all(s.example.final_label for s in stats.examples) and coefficient is None
+    )
+    gates = [
+        Gate(
+            "Examples per label" if is_classification else "Accepted examples",
+            f"{fewest} (fewest)" if is_classification else str(fewest),
+            f"≥ {project.min_per_label}",
+            fewest >= project.min_per_label,
+            "Post more examples in the thread"
+            + (
+                f", especially {min(counts, key=lambda k: counts[k])}."
+                if is_classification and counts
+                else "."
+            ),
+        ),
+        Gate(
+            "Reviewer agreement",
+            ("n/a: every label was imported or decided" if all_decided else "n/a")
+            if coefficient is None
+            else f"{coefficient:.2f} ({stats.agreement.method})",
+            f"≥ {project.agreement_threshold:.2f}",
+            all_decided or (coefficient is not None and coefficient >= project.agreement_threshold),
+            "Have at least two reviewers label the same examples; agree a rubric where they differ.",
+        ),
+        Gate(
+            "Open conflicts",
+            str(len(stats.conflicts)),
+            "0",
+            not stats.conflicts,
+            f"An owner settles them with `/finetune conflicts {project.name}`.",
+        ),
+        Gate(
+            "Duplicates",
+            f"{stats.duplicates} of {stats.total}",
+            f"≤ {MAX_DUPLICATE_SHARE:.0%}",
+            stats.duplicates <= MAX_DUPLICATE_SHARE * max(stats.total, 1),
+            "Delete repeated examples; duplicates inflate counts and never straddle the split anyway.",
+        ),
+    ]
+    held_out = {label: s.get("eval", 0) for label, s in stats.splits.items()}
+    fewest_eval = min(held_out.values()) if held_out and is_classification else sum(held_out.values())
+    if is_classification and set(held_out) != set(counts):
+        fewest_eval = 0
+    needed = MIN_EVAL_PER_LABEL if is_classification else MIN_EVAL_PER_LABEL * 3
+    gates.append(
+        Gate(
+            "Held-out examples" + (" per label" if is_classification else ""),
+            str(fewest_eval),
+            f"≥ {needed}",
+            fewest_eval >= needed,
+            f"About {project.eval_fraction:.0%} of examples are held out; add examples until each label has"
+            " enough.",
+        )
+    )
+    if is_classification:
+        largest = max(counts.values()) if counts else 0
+        ratio = largest / fewest if fewest else float("inf")
+        gates.append(
+            Gate(
+                "Label balance",
+                "n/a"
+                if not largest
+                else (f"{ratio:.1f}× largest/smallest" if fewest else "a label has none"),
+                f"≤ {MAX_IMBALANCE:.0f}×",
+                bool(largest) and ratio <= MAX_IMBALANCE,
+                "Collect more of the rare labels rather than dropping common ones.",
+            )
+        )
+    return gates

@@ -1,0 +1,92 @@
+"""RQ queues: which queue a job goes to, its id, and enqueueing a run's training and evaluation.
+
+Redis carries only ids: a job reads its run (config, snapshot) from the database and writes its
+outcome back; jobs use RQ's JSON serializer and are enqueued by dotted path, so the enqueuer never
+imports the job's code (or torch).
+"""
+
+from __future__ import annotations
+
+from redis import Redis
+from rq import Callback, Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from sqlalchemy.exc import OperationalError
+
+from runner.core.config import Settings
+
+TRAIN_QUEUE = "train"
+EVAL_QUEUE = "eval"
+
+BACKSTOP_S = 600
+# Faults that a second try can fix: the database or Redis briefly away, a dropped connection.
+TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
+
+
+def queue(name: str, connection: Redis) -> Queue:
+    """An RQ queue using the JSON serializer (jobs carry ids only)."""
+    return Queue(name, connection=connection, serializer=JSONSerializer)
+
+
+def train_job_id(run_id: int) -> str:
+    return f"ftbot-train-{run_id}"
+
+
+def eval_job_id(run_id: int) -> str:
+    return f"ftbot-eval-{run_id}"
+
+
+def enqueue(run_id: int, project_id: int, *, settings: Settings, connection: Redis) -> None:
+    """Put a committed run's training job on the train queue and its evaluation after it on the eval
+    queue (the job ids are `train_job_id` / `eval_job_id` of the run, already on its row).
+
+    Raises:
+        redis.RedisError: Redis cannot be reached.
+    """
+    train = queue(TRAIN_QUEUE, connection).enqueue(
+        "runner.jobs.tasks.train_job",
+        run_id,
+        job_id=train_job_id(run_id),
+        # The job enforces FTBOT_JOB_TIMEOUT itself, between steps, so it can fail cleanly; RQ's own
+        # limit is a backstop for a job stuck outside the training loop (loading a model, say).
+        job_timeout=settings.ftbot_job_timeout + BACKSTOP_S,
+        result_ttl=7 * 24 * 3600,
+        failure_ttl=30 * 24 * 3600,
+        retry=Retry(max=2, interval=[30, 120]),
+        on_failure=Callback("runner.jobs.tasks.on_train_failure"),
+        on_stopped=Callback("runner.jobs.tasks.on_train_stopped"),
+        meta={"run_id": run_id, "project_id": project_id},
+        description=f"train run {run_id} of project {project_id}",
+    )
+    queue(EVAL_QUEUE, connection).enqueue(
+        "runner.jobs.tasks.evaluate_job",
+        run_id,
+        job_id=eval_job_id(run_id),
+        depends_on=train,
+        job_timeout=settings.ftbot_job_timeout,
+        result_ttl=7 * 24 * 3600,
+        meta={"run_id": run_id},
+        description=f"evaluate run {run_id}",
+    )
+
+
+def fetch_job(connection: Redis | None, job_id: str | None) -> Job | None:
+    if connection is None or not job_id:
+        return None
+    try:
+        return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None
+
+
+def enqueue_evaluation(version_id: int, *, settings: Settings, connection: Redis) -> Job:
+    """Put an evaluation of version `version_id` on the eval queue (``ftbot eval``, re-evaluations)."""
+    return queue(EVAL_QUEUE, connection).enqueue(
+        "runner.jobs.tasks.evaluate_version_job",
+        version_id,
+        job_timeout=settings.ftbot_job_timeout,
+        result_ttl=7 * 24 * 3600,
+        meta={"version_id": version_id},
+        description=f"evaluate version {version_id}",
+    )

@@ -1,0 +1,140 @@
+"""Batched, deterministic generation with a base model and (optionally) a trained LoRA adapter.
+
+Used by evaluation jobs and tests: prompts are rendered with the chat template saved next to the
+adapter (so inference formats prompts exactly as training did), left-padded into batches of similar
+length, and decoded greedily. Imports torch & friends, so only workers import it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+
+from runner.ml.model import load_base_model, load_tokenizer, pick_device
+
+__all__ = ["Generation", "generate", "load_for_inference"]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One model answer."""
+
+    text: str
+    """The generated text, special tokens removed, surrounding whitespace stripped."""
+    prompt_tokens: int
+    """Tokens of the rendered prompt (padding excluded)."""
+    output_tokens: int
+    """Tokens generated, the end-of-turn token included, padding after it excluded."""
+    latency_s: float
+    """Wall time of the batch this answer was generated in."""
+
+
+def load_for_inference(base_model: str, adapter_dir: Path | None, *, quantize: bool) -> tuple[Any, Any]:
+    """Load a base model, attach an adapter if given, and ready both for batched generation.
+
+    Args:
+        base_model: Hugging Face id or local folder of the base model.
+        adapter_dir: A folder written by :func:`runner.ml.loop.train`, or None for the bare base.
+        quantize: Load the base in 4-bit NF4 (as training did with ``quantize=True``).
+
+    Returns:
+        ``(model, tokenizer)``: the model in eval mode on :func:`runner.ml.model.pick_device`; the
+        tokenizer from ``adapter_dir`` when it holds one (else the base's), padding on the left.
+
+    Raises:
+        OSError: a model, adapter or tokenizer cannot be found.
+    """
+    device = pick_device()
+    model = load_base_model(base_model, quantize=quantize, device=device)
+    tokenizer_source: str | Path = base_model
+    if adapter_dir is not None:
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        if (Path(adapter_dir) / "tokenizer_config.json").exists():
+            tokenizer_source = adapter_dir
+    model.eval()
+    tokenizer = load_tokenizer(tokenizer_source)
+    tokenizer.padding_side = "left"
+    return model, tokenizer
+
+
+def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    ids = configured if isinstance(configured, list) else [configured]
+    ids.append(tokenizer.eos_token_id)
+    return sorted({int(i) for i in ids if i is not None})
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    conversations: Sequence[Sequence[Mapping[str, str]]],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 16,
+) -> list[Generation]:
+    """Greedy answers to conversations that end before the assistant's turn.
+
+    Prompts are rendered with ``add_generation_prompt=True`` and sorted by length into batches (so
+    batches carry little padding), then the answers are returned in the input order.
+
+    Args:
+        model: From :func:`load_for_inference`.
+        tokenizer: From :func:`load_for_inference` (left padding).
+        conversations: Message lists without the assistant answer.
+        max_new_tokens: Most tokens to generate per answer.
+        batch_size: Conversations per ``generate`` call.
+
+    Returns:
+        One :class:`Generation` per conversation, in the same order.
+
+    Raises:
+        ValueError: ``max_new_tokens`` or ``batch_size`` is below 1.
+    """
+    if max_new_tokens < 1 or batch_size < 1:
+        raise ValueError(
+            f"max_new_tokens and batch_size must be at least 1, got {max_new_tokens}, {batch_size}"
+        )
+    prompts = [
+        str(tokenizer.apply_chat_template(list(c), tokenize=False, add_generation_prompt=True))
+        for c in conversations
+    ]
+    # The template writes BOS itself where it wants one; the tokenizer must not add another.
+    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    stop_ids = _stop_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id
+    device = next(model.parameters()).device
+    results: dict[int, Generation] = {}
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        encoded = tokenizer(
+            [prompts[i] for i in chunk], add_special_tokens=False, padding=True, return_tensors="pt"
+        ).to(device)
+        began = time.perf_counter()
+        with torch.no_grad():
+            output = model.generate(
+                **encoded,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                eos_token_id=stop_ids,
+                pad_token_id=pad_id,
+            )
+        latency = time.perf_counter() - began
+        new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
+        for row, index in enumerate(chunk):
+            tokens = new_tokens[row]
+            end = next((k + 1 for k, t in enumerate(tokens) if t in stop_ids), len(tokens))
+            results[index] = Generation(
+                text=tokenizer.decode(tokens[:end], skip_special_tokens=True).strip(),
+                prompt_tokens=lengths[index],
+                output_tokens=end,
+                latency_s=latency,
+            )
+    return [results[i] for i in range(len(prompts))]

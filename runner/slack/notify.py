@@ -1,0 +1,80 @@
+"""Messages the runner posts to Slack (through slack_sdk's WebClient only, so workers need no Bolt).
+
+Each function reads what it needs in a unit of work of its own, closes it, and only then calls
+Slack. A worker without ``SLACK_BOT_TOKEN`` (a CLI run, a laptop) skips Slack and keeps going.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from slack_sdk import WebClient
+from sqlalchemy.engine import Engine
+
+from runner.core.config import Settings
+from runner.core.db import session_scope
+from runner.core.models import ModelVersion, Project, TrainingRun
+from runner.slack import payloads
+from runner.slack.client import call, make_client
+
+log = logging.getLogger(__name__)
+
+
+def client_for(settings: Settings) -> WebClient | None:
+    """A WebClient when a bot token is configured, else None."""
+    return make_client(settings) if settings.slack_bot_token else None
+
+
+def run_status(engine: Engine, client: WebClient | None, run_id: int) -> None:
+    """Post or update the run's status message in its project thread (no-op without Slack)."""
+    if client is None:
+        return
+    with session_scope(engine) as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None or not run.channel_id:
+            return
+        project = session.get(Project, run.project_id)
+        assert project is not None
+        version = session.get(ModelVersion, run.version_id) if run.version_id else None
+        payload = payloads.run_status(run, project, version)
+        channel, status_ts, thread_ts = run.channel_id, run.status_ts, run.thread_ts
+    if status_ts:
+        call(client, "chat_update", channel=channel, ts=status_ts, **payload)
+        return
+    posted = call(client, "chat_postMessage", channel=channel, thread_ts=thread_ts, **payload)
+    if posted is not None:
+        with session_scope(engine) as session:
+            stored = session.get(TrainingRun, run_id)
+            if stored is not None and not stored.status_ts:
+                stored.status_ts = posted["ts"]
+                session.add(stored)
+
+
+def post_summary(settings: Settings, engine: Engine, version_id: int) -> None:
+    """Post the evaluation summary (and its chart) to the project's thread; no-op without Slack."""
+    client = client_for(settings)
+    if client is None:
+        return
+    with session_scope(engine) as session:
+        version = session.get(ModelVersion, version_id)
+        assert version is not None and version.evaluation
+        project = session.get(Project, version.project_id)
+        assert project is not None
+        payload = payloads.eval_summary(project, version, version.evaluation)
+        channel, thread = project.channel_id, project.root_ts
+        chart = Path(version.evaluation["chart"])
+        title = f"{project.name} v{version.number} evaluation"
+    if not channel:
+        return
+    call(client, "chat_postMessage", channel=channel, thread_ts=thread, **payload)
+    if chart.exists():
+        call(
+            client,
+            "files_upload_v2",
+            channel=channel,
+            thread_ts=thread,
+            file=str(chart),
+            title=title,
+            filename="evaluation.png",
+        )

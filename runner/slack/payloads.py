@@ -1,0 +1,288 @@
+"""Every Slack message and view ftbot sends, built from plain data and rendered from `templates/`.
+
+Listeners (the bot) and jobs (the worker) both call these, so a message looks the same whoever
+sends it. Nothing here calls Slack or the database.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from runner.core.models import ModelVersion, Project, RunStatus, TrainingRun
+from runner.data import projects
+from runner.data.gates import Gate, ProjectStats
+from runner.interview import readiness
+from runner.interview.interviews import InterviewState
+from runner.interview.readiness import Answer
+from runner.registry.versions import Move
+from runner.slack.render import render
+
+ROOT_METADATA = "ftbot_project_root"
+MAX_CONFLICTS_SHOWN = 15  # two blocks each, within a message's 50
+MAX_HOME_PROJECTS = 30  # three blocks each, within the Home tab's 100
+ANSWER_LABELS = {Answer.YES: "Yes", Answer.NO: "No", Answer.NOT_SURE: "Not sure"}
+QUESTIONS_TOTAL = len(readiness.QUESTIONS)
+SHORT = {q.id: q.id.replace("_", " ") for q in readiness.QUESTIONS}
+
+
+def notice(text: str) -> dict[str, Any]:
+    """A one-section message (ephemeral answers, refusals, errors)."""
+    return render("notice.json.j2", text=text)
+
+
+def slack_person(who: str) -> str:
+    """A Slack mention for user ids, the text itself for anything else (``cli:alice``)."""
+    return f"<@{who}>" if re.fullmatch(r"[UW][A-Z0-9]+", who) else who
+
+
+# --- the readiness interview --------------------------------------------------------------------
+
+
+def recap(answers: dict[str, Answer]) -> list[str]:
+    """``["facts change: No", …]`` for the context line under a question."""
+    return [f"{SHORT[qid]}: {ANSWER_LABELS[value]}" for qid, value in answers.items()]
+
+
+def interview_started(user_id: str, topic: str) -> dict[str, Any]:
+    return render("interview_started.json.j2", user_id=user_id, topic=topic, total=QUESTIONS_TOTAL)
+
+
+def question(state: InterviewState) -> dict[str, Any]:
+    assert state.question is not None and state.interview.id is not None
+    return render(
+        "interview_question.json.j2",
+        interview_id=state.interview.id,
+        step=state.interview.step,
+        number=state.number,
+        total=QUESTIONS_TOTAL,
+        question=state.question,
+        can_back=bool(state.answers),
+        recap=recap(state.answers),
+    )
+
+
+def interview_closed(state: InterviewState) -> dict[str, Any]:
+    return render(
+        "interview_closed.json.j2",
+        answered=len(state.answers),
+        total=QUESTIONS_TOTAL,
+        recap=recap(state.answers),
+    )
+
+
+def interview_result(state: InterviewState) -> dict[str, Any]:
+    assert state.recommendation is not None
+    drivers = [f"{SHORT[qid]}: {ANSWER_LABELS[Answer(value)]}" for qid, value in state.recommendation.drivers]
+    return render(
+        "interview_result.json.j2",
+        interview_id=state.interview.id,
+        user_id=state.interview.user_id,
+        topic=state.interview.topic,
+        result=state.recommendation.to_dict(),
+        secondary_reason="",
+        drivers=drivers,
+        answered=len(state.answers),
+    )
+
+
+# --- dataset projects ---------------------------------------------------------------------------
+
+
+def emoji_legend(project: Project) -> list[str]:
+    return [f":{emoji}: {value}" for emoji, value in projects.legend(project).items()]
+
+
+def agreement_text(stats: ProjectStats) -> str:
+    summary = stats.agreement
+    if summary.coefficient is None:
+        return "not enough overlapping votes yet"
+    name = "Cohen's κ" if summary.method == "cohen" else "Krippendorff's α"
+    percent = f", {summary.percent:.0%} raw" if summary.percent is not None else ""
+    return f"{name} {summary.coefficient:.2f}{percent}"
+
+
+def project_root(stats: ProjectStats) -> dict[str, Any]:
+    """The project thread's root message: how to contribute, the legend and the live tally."""
+    project = stats.project
+    users, groups = project.reviewers, project.reviewer_groups
+    return render(
+        "project_root.json.j2",
+        name=project.name,
+        task_type=project.task_type,
+        legend=emoji_legend(project),
+        total=stats.total,
+        pending=stats.pending,
+        conflicts=len(stats.conflicts),
+        agreement=agreement_text(stats),
+        gates_passed=sum(1 for g in stats.gates if g.passed),
+        gates_total=len(stats.gates),
+        trainable=stats.trainable,
+        counts=[f"{label}: {n}" for label, n in stats.counts.items()],
+        reviewers=[f"<@{u}>" for u in users] + [f"<!subteam^{g}>" for g in groups],
+    )
+
+
+def root_metadata(project: Project) -> dict[str, Any]:
+    """Message metadata naming the project, so a reply racing the root's ts can find it."""
+    return {"event_type": ROOT_METADATA, "event_payload": {"project_id": project.id}}
+
+
+def project_status(stats: ProjectStats, *, can_train: bool) -> dict[str, Any]:
+    return render(
+        "project_status.json.j2",
+        name=stats.project.name,
+        gates=[g.__dict__ for g in stats.gates],
+        trainable=stats.trainable,
+        can_train=can_train,
+        total=stats.total,
+        pending=stats.pending,
+        rejected=stats.rejected,
+        overlong=stats.overlong,
+        stale=stats.stale_votes,
+    )
+
+
+def conflicts(stats: ProjectStats) -> dict[str, Any]:
+    legend = projects.legend(stats.project)
+    choices = [{"label": f"{value} :{emoji}:", "value": value} for emoji, value in legend.items()]
+    items = [
+        {
+            "id": s.example.id,
+            "input": s.example.input_text,
+            "target": s.example.target_text or "",
+            "votes": ", ".join(f"{value} ×{n}" for value, n in s.consensus.counts.items()),
+        }
+        for s in stats.conflicts[:MAX_CONFLICTS_SHOWN]
+    ]
+    return render(
+        "conflicts.json.j2", name=stats.project.name, items=items, total=len(stats.conflicts), choices=choices
+    )
+
+
+def gate_line(gate: Gate) -> str:
+    return f"{':white_check_mark:' if gate.passed else ':x:'} {gate.name}: {gate.value} ({gate.threshold})"
+
+
+def home(all_stats: Sequence[ProjectStats]) -> dict[str, Any]:
+    """The App Home tab: every project (up to a limit) with its gates."""
+    shown = [
+        {
+            "name": stats.project.name,
+            "task_type": stats.project.task_type,
+            "channel_id": stats.project.channel_id,
+            "total": stats.total,
+            "passed": sum(1 for g in stats.gates if g.passed),
+            "trainable": stats.trainable,
+            "gates": [{"line": gate_line(g)} for g in stats.gates],
+        }
+        for stats in all_stats[:MAX_HOME_PROJECTS]
+    ]
+    return render("home.json.j2", surface="home", projects=shown)
+
+
+def project_modal(channel_id: str, interview_id: int | None) -> dict[str, Any]:
+    return render(
+        "project_modal.json.j2",
+        surface="modal",
+        metadata=json.dumps({"channel": channel_id, "interview": interview_id}),
+        channel_id=channel_id,
+        name=None,
+    )
+
+
+def add_to_dataset_modal(
+    metadata: dict[str, Any], choices: Sequence[Project], *, in_thread: bool, preview: str
+) -> dict[str, Any]:
+    return render(
+        "add_to_dataset_modal.json.j2",
+        surface="modal",
+        metadata=json.dumps(metadata),
+        projects=[{"name": p.name, "task_type": p.task_type} for p in choices[:100]],
+        in_thread=in_thread,
+        preview=preview,
+    )
+
+
+# --- training runs ------------------------------------------------------------------------------
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds:  # NaN
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+def run_status(run: TrainingRun, project: Project, version: ModelVersion | None) -> dict[str, Any]:
+    """The status message of a training run in its project thread."""
+    progress = run.progress
+    metrics = run.metrics or {}
+    return render(
+        "run_status.json.j2",
+        run_id=run.id,
+        project=project.name,
+        status=run.status,
+        open=run.status in (RunStatus.QUEUED, RunStatus.RUNNING),
+        requested_by=slack_person(run.requested_by),
+        snapshot=run.snapshot_id[:12],
+        progress=progress,
+        eta=duration(progress.get("eta_s")) if progress else "?",
+        metrics={
+            "final_train_loss": metrics.get("final_train_loss"),
+            "best_eval_loss": metrics.get("best_eval_loss"),
+            "tokens_per_s": metrics.get("tokens_per_s"),
+            "wall": duration(metrics.get("wall_time_s")),
+            "steps": metrics.get("steps"),
+            "stopped_early": metrics.get("stopped_early"),
+        },
+        version=version.number if version else None,
+        error=run.error or "",
+        advice=run.advice or "",
+    )
+
+
+# --- evaluation and the registry ----------------------------------------------------------------
+
+
+def _headline(system: dict[str, Any] | None) -> str:
+    if system is None:
+        return "—"
+    low, high = system.get("ci", (None, None))
+    interval = f" [{low:.2f}–{high:.2f}]" if low is not None else ""
+    return f"{system['headline']:.3f}{interval}"
+
+
+def eval_summary(project: Project, version: ModelVersion, report: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation summary posted to the project thread, with Promote / Rollback / Discard."""
+    systems = report["systems"]
+    candidate, base, production = systems["candidate"], systems["base"], systems["production"]
+    return render(
+        "eval_summary.json.j2",
+        project=project.name,
+        version=version.number,
+        headline_name=report["headline_name"],
+        n_examples=report["n_examples"],
+        base=_headline(base),
+        production=_headline(production),
+        production_version=production["version"] if production else None,
+        candidate=_headline(candidate),
+        delta_base=candidate["headline"] - base["headline"],
+        delta_production=candidate["headline"] - production["headline"] if production else None,
+        regressions=[
+            f"{label}: {before:.2f} → {after:.2f}" for label, before, after in report["regressions"]
+        ],
+        verdict=report["verdict"],
+        tokens={name: s["tokens"]["mean_total_tokens"] for name, s in systems.items() if s},
+        latency={name: s["latency"]["p95"] for name, s in systems.items() if s},
+        schema={name: s["schema_compliance"] for name, s in systems.items() if s},
+        status=version.status,
+    )
+
+
+def deployment(move: Move) -> dict[str, Any]:
+    """The channel announcement of a promote or rollback."""
+    return render("deployment.json.j2", move=move.__dict__)

@@ -1,0 +1,170 @@
+"""Migrations carry existing data over: a database at the previous head, with rows in it, upgrades to
+enum and JSON columns without losing or changing what the rows say (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
+
+from runner.core.db import downgrade, make_engine, session_scope, upgrade
+from runner.core.models import (
+    DeployAction,
+    EventStatus,
+    Interview,
+    InterviewStatus,
+    ModelVersion,
+    ProcessedEvent,
+    RunStatus,
+    Snapshot,
+    SnapshotExample,
+    Split,
+    TaskType,
+    TrainingRun,
+    VersionStatus,
+)
+from runner.data import projects
+from runner.registry import versions
+from tests.conftest import DATABASES, PG_URL
+
+ROWS_AT_0004 = [
+    """INSERT INTO interview (team_id, channel_id, user_id, topic, source, status, step, "primary",
+       result_json, created_at) VALUES ('T', 'C1', 'U1', 'routing', 'slash', 'finished', 4,
+       'Fine-tuning', '{"primary": "Fine-tuning", "reasons": ["narrow task"]}', CURRENT_TIMESTAMP)""",
+    """INSERT INTO processed_event (event_id, event_type, received_at, status, body, attempts)
+       VALUES ('Ev1', 'reaction_added', CURRENT_TIMESTAMP, 'failed', '{"event_id": "Ev1", "n": 1}', 2)""",
+    """INSERT INTO processed_event (event_id, event_type, received_at, status, body, attempts)
+       VALUES ('Ev2', 'message', CURRENT_TIMESTAMP, 'done', NULL, 1)""",
+    """INSERT INTO project (name, task_type, channel_id, owner_id, labels_json, fields_json, reviewers_json,
+       reviewer_groups_json, min_per_label, agreement_threshold, eval_fraction, instructions, created_at)
+       VALUES ('router', 'classification', 'C1', 'U1', '[{"name": "billing", "emoji": "one"},
+       {"name": "tech", "emoji": "two"}]', '[]', '["U2", "U3"]', '["S1"]', 10, 0.6, 0.2, 'route it',
+       CURRENT_TIMESTAMP)""",
+    """INSERT INTO snapshot (id, project_id, created_by, n_train, n_eval, stats_json, created_at) VALUES
+       ('s1', 1, 'U1', 1, 1, '{"agreement": {"method": "cohen", "kappa": 0.42}, "task_type":
+       "classification"}', CURRENT_TIMESTAMP)""",
+    """INSERT INTO snapshot_example (snapshot_id, example_id, split, input_text, target, label)
+       VALUES ('s1', 7, 'eval', 'my card was charged twice', 'billing', 'billing')""",
+    """INSERT INTO training_run (project_id, snapshot_id, status, config_json, requested_by, progress_json,
+       metrics_json, created_at) VALUES (1, 's1', 'finished', '{"base_model": "tiny", "epochs": 3}', 'U1',
+       '{"step": 9}', '{"tokens_per_s": 812.5}', CURRENT_TIMESTAMP)""",
+    """INSERT INTO model_version (project_id, number, run_id, snapshot_id, base_model, status, artifact_path,
+       config_json, metrics_json, eval_json, created_at) VALUES
+       (1, 1, 1, 's1', 'tiny', 'retired', '/a/v1', '{"epochs": 3}', '{}', NULL, CURRENT_TIMESTAMP),
+       (1, 2, 1, 's1', 'tiny', 'production', '/a/v2', '{"epochs": 2}', '{"loss": 0.1}',
+        '{"verdict": {"promote": true}}', CURRENT_TIMESTAMP),
+       (1, 3, 1, 's1', 'tiny', 'discarded', '/a/v3', '{}', '{}', NULL, CURRENT_TIMESTAMP)""",
+    """INSERT INTO production_alias (project_id, version_id, revision, updated_at)
+       VALUES (1, 2, 2, CURRENT_TIMESTAMP)""",
+    """INSERT INTO deployment (project_id, action, version_id, previous_version_id, by, reason, revision, at)
+       VALUES (1, 'promote', 1, NULL, 'U1', '', 1, CURRENT_TIMESTAMP),
+              (1, 'promote', 2, 1, 'U1', 'better', 2, CURRENT_TIMESTAMP)""",
+]
+
+
+@pytest.fixture(params=DATABASES)
+def empty_engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:
+    """A database with no tables at all (a private schema on PostgreSQL)."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+        yield engine
+        engine.dispose()
+        return
+    schema = f"ftbot_mig_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = make_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+    yield engine
+    engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def test_upgrading_a_database_with_rows_in_it_keeps_what_they_say(empty_engine):
+    upgrade(empty_engine, "0004")
+    with empty_engine.begin() as conn:
+        for statement in ROWS_AT_0004:
+            conn.execute(text(statement))
+    upgrade(empty_engine)
+
+    with empty_engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata
+        )
+    assert diff == []
+    with session_scope(empty_engine) as session:
+        interview = session.get(Interview, 1)
+        assert interview is not None and interview.status is InterviewStatus.FINISHED
+        assert interview.result == {"primary": "Fine-tuning", "reasons": ["narrow task"]}
+        failed, done = session.get(ProcessedEvent, "Ev1"), session.get(ProcessedEvent, "Ev2")
+        assert (
+            failed is not None
+            and failed.status is EventStatus.FAILED
+            and failed.body == {"event_id": "Ev1", "n": 1}
+        )
+        assert done is not None and done.body is None and done.status is EventStatus.DONE
+        project = projects.get_project(session, "router")
+        assert project.task_type is TaskType.CLASSIFICATION
+        assert project.labels == [{"name": "billing", "emoji": "one"}, {"name": "tech", "emoji": "two"}]
+        assert (project.reviewers, project.reviewer_groups, project.fields) == (["U2", "U3"], ["S1"], [])
+        assert projects.legend(project) == {"one": "billing", "two": "tech"}
+        snapshot = session.get(Snapshot, "s1")
+        assert snapshot is not None
+        assert snapshot.stats["agreement"] == {"method": "cohen", "coefficient": 0.42}
+        row = session.get(SnapshotExample, ("s1", 7))
+        assert row is not None and row.split is Split.EVAL
+        run = session.get(TrainingRun, 1)
+        assert run is not None and run.status is RunStatus.FINISHED
+        assert (run.config, run.progress, run.metrics) == (
+            {"base_model": "tiny", "epochs": 3},
+            {"step": 9},
+            {"tokens_per_s": 812.5},
+        )
+        found = {v.number: v for v in versions.versions(session, project)}
+        assert {n: v.status for n, v in found.items()} == {
+            1: VersionStatus.CANDIDATE,
+            2: VersionStatus.CANDIDATE,
+            3: VersionStatus.DISCARDED,
+        }
+        # What people are told is unchanged: the alias says which one serves, history which served.
+        assert {n: versions.status_of(session, v) for n, v in found.items()} == {
+            1: "retired",
+            2: "production",
+            3: "discarded",
+        }
+        assert found[2].evaluation == {"verdict": {"promote": True}} and found[1].evaluation is None
+        assert [d.action for d in reversed(versions.history(session, project))] == [
+            DeployAction.PROMOTE,
+            DeployAction.PROMOTE,
+        ]
+        # The new columns take writes as the code makes them.
+        session.add(
+            ModelVersion(project_id=1, number=4, snapshot_id="s1", base_model="tiny", artifact_path="/a/v4")
+        )
+        project.labels = [*project.labels, {"name": "account", "emoji": "three"}]
+        session.add(project)
+    with session_scope(empty_engine) as session:
+        assert len(projects.get_project(session, "router").labels) == 3
+
+
+def test_the_migration_can_be_reverted(empty_engine):
+    upgrade(empty_engine, "0004")
+    with empty_engine.begin() as conn:
+        for statement in ROWS_AT_0004:
+            conn.execute(text(statement))
+    upgrade(empty_engine)
+    downgrade(empty_engine, "0004")
+    with empty_engine.connect() as conn:
+        labels, stats = conn.execute(
+            text("SELECT p.labels_json, s.stats_json FROM project p JOIN snapshot s ON s.project_id = p.id")
+        ).one()
+        assert '"billing"' in labels and '"kappa"' in stats
+    upgrade(empty_engine)
