@@ -89,9 +89,14 @@ def emulator() -> Iterator[SlackEmulator]:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A Redis database of its own per xdist worker, emptied before and after each test."""
+    """A Redis database of its own per xdist worker, emptied before and after each test.
+
+    ``FTBOT_TEST_REDIS_DB`` (default 1) is the first database number used, so that test runs of
+    separate checkouts on one machine keep apart.
+    """
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    number = 1 + int(worker.removeprefix("gw") or 0) % 14
+    first = int(os.environ.get("FTBOT_TEST_REDIS_DB", "1"))
+    number = first + int(worker.removeprefix("gw") or 0) % (16 - first)
     url = f"redis://127.0.0.1:6379/{number}"
     connection = Redis.from_url(url)
     connection.flushdb()
