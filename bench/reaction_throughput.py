@@ -745,13 +745,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 — one linear scr
             end = done_at if done_at is not None else time.time()
             final_ok = False
             if done_at is not None:
-                from bot.listeners.datasets import root_payload
                 from runner.core.db import session_scope
                 from runner.data import gates, projects
+                from runner.slack import payloads
 
                 with session_scope(db) as session:
                     stats = gates.project_stats(session, projects.get_project(session, PROJECT))
-                    want = root_payload(None, None, stats)  # type: ignore[arg-type]  # neither is used
+                    want = payloads.project_root(stats)
 
                 def shown() -> list[dict[str, Any]]:
                     """The root's blocks as Slack shows them, less the block ids Slack adds."""

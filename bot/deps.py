@@ -28,6 +28,12 @@ class Deps:
         when a list the policy reads names a group."""
         return Person(user_id, in_group=lambda group: user_id in self.directory.group_members(client, group))
 
+    def person_cached(self, user_id: str) -> Person:
+        """`user_id` for a decision made inside a unit of work: user groups come from the cache only,
+        and one that is not cached raises `DirectoryMiss` (fill it with `directory.group_members`
+        outside the transaction, then decide again)."""
+        return Person(user_id, in_group=lambda group: self.directory.cached_member(group, user_id))
+
 
 def deps_of(context: Any) -> Deps:
     """The `Deps` a global middleware put in Bolt's context (see `bot.app.build_app`)."""

@@ -14,6 +14,15 @@ from slack_sdk import WebClient
 from runner.slack.client import call
 
 
+class DirectoryMiss(Exception):
+    """A decision needs a user group's members that are not cached: ask Slack (outside any database
+    transaction), then decide again."""
+
+    def __init__(self, group_id: str) -> None:
+        super().__init__(group_id)
+        self.group_id = group_id
+
+
 class Directory:
     def __init__(self, ttl: float = 60.0) -> None:
         self.ttl = ttl
@@ -33,6 +42,18 @@ class Directory:
         with self._lock:
             self._groups[group_id] = (now, members)
         return members
+
+    def cached_member(self, group_id: str, user_id: str) -> bool:
+        """Whether `user_id` is in `group_id` by the cache alone.
+
+        Raises:
+            DirectoryMiss: the group's members are not cached (or are stale).
+        """
+        with self._lock:
+            cached = self._groups.get(group_id)
+        if cached is None or time.monotonic() - cached[0] >= self.ttl:
+            raise DirectoryMiss(group_id)
+        return user_id in cached[1]
 
     def display_name(self, client: WebClient, user_id: str) -> str:
         """The user's display name (users.info), cached; the id itself when Slack does not say."""

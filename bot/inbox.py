@@ -28,25 +28,44 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from slack_bolt import App, BoltRequest
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, bindparam, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from runner.core.config import Settings
-from runner.core.db import insert_ignore, session_scope
+from runner.core.db import session_scope
 from runner.core.models import EventStatus, ProcessedEvent, utcnow
 
 log = logging.getLogger(__name__)
 
+_EVENTS = ProcessedEvent.__table__  # type: ignore[attr-defined]
+_SETTLE_DONE = (
+    update(_EVENTS)
+    .where(_EVENTS.c.event_id == bindparam("event"), _EVENTS.c.status == EventStatus.PENDING)
+    .values(status=EventStatus.DONE, body=None, error=None)
+)
 REPLAY_HEADER = "x-ftbot-replay"  # carries the event id of a replayed event (the body is signed)
 
 # The event the current request thread is dispatching: set by the middleware, taken by the executor
 # when Bolt hands it the listener (both happen on the request thread, within one dispatch).
 _dispatching: contextvars.ContextVar[str | None] = contextvars.ContextVar("ftbot_event", default=None)
+
+
+@dataclass
+class _Handling:
+    """The event a listener thread is running, and whether its listener already settled it."""
+
+    event_id: str
+    settled: bool = False
+
+
+_handling: contextvars.ContextVar[_Handling | None] = contextvars.ContextVar("ftbot_handling", default=None)
 
 
 def event_id_of(body: dict[str, Any]) -> str | None:
@@ -57,19 +76,40 @@ def event_id_of(body: dict[str, Any]) -> str | None:
     return str(event_id) if event_id else None
 
 
-def record(engine: Engine, event_id: str, body: dict[str, Any]) -> bool:
-    """Store a newly received event as pending. False when the event id was already received."""
-    with session_scope(engine) as session:
-        return insert_ignore(
-            session,
-            ProcessedEvent(
-                event_id=event_id,
-                event_type=str((body.get("event") or {}).get("type", "")),
-                status=EventStatus.PENDING,
-                body=body,
-            ),
-            conflict=("event_id",),
+def _record_statement(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(_EVENTS)
+        .values(
+            event_id=bindparam("event"),
+            event_type=bindparam("kind"),
+            status=EventStatus.PENDING,
+            body=bindparam("body", type_=_EVENTS.c.body.type),
+            attempts=1,
+            received_at=bindparam("at"),
         )
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(_EVENTS.c.event_id)  # a row back only when it was new
+    )
+
+
+_RECORD = {dialect: _record_statement(dialect) for dialect in ("postgresql", "sqlite")}
+
+
+def record(engine: Engine, event_id: str, body: dict[str, Any]) -> bool:
+    """Store a newly received event as pending. False when the event id was already received.
+
+    Events are the hottest path of the bot (a burst of reactions), so the inbox talks to the database
+    through a plain connection and statements built once, one statement per transaction.
+    """
+    params = {
+        "event": event_id,
+        "kind": str((body.get("event") or {}).get("type", "")),
+        "body": body,
+        "at": utcnow(),
+    }
+    with engine.begin() as connection:
+        return connection.execute(_RECORD[connection.dialect.name], params).first() is not None
 
 
 def dispatching(event_id: str | None) -> None:
@@ -86,14 +126,26 @@ def _settle(engine: Engine, event_id: str, status: EventStatus, error: str | Non
     values: dict[str, Any] = {"status": status, "error": error}
     if status is EventStatus.DONE:
         values["body"] = None
-    with session_scope(engine) as session:
-        result = session.execute(
-            update(ProcessedEvent)
-            .where(col(ProcessedEvent.event_id) == event_id)
-            .where(col(ProcessedEvent.status) == EventStatus.PENDING)
+    with engine.begin() as connection:
+        result = connection.execute(
+            update(_EVENTS)
+            .where(_EVENTS.c.event_id == event_id, _EVENTS.c.status == EventStatus.PENDING)
             .values(**values)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(result.rowcount)
+
+
+def settle_with(session: Session) -> None:
+    """Mark the event this listener runs for done within `session`'s unit of work, so that the event
+    and what its listener changed commit together (one transaction less on the hottest path); the
+    pool then has nothing left to settle. A no-op outside an event's listener."""
+    handling = _handling.get()
+    if handling is None or handling.settled:
+        return
+    session.execute(_SETTLE_DONE, {"event": handling.event_id})
+    # Should the transaction not commit, the listener fails and the app's error handler marks the
+    # event failed (it is still pending then): either way the pool has nothing left to do.
+    handling.settled = True
 
 
 def mark_failed(engine: Engine, body: dict[str, Any], error: BaseException) -> None:
@@ -121,11 +173,15 @@ class InboxExecutor(ThreadPoolExecutor):
             return super().submit(fn, *args, **kwargs)
 
         def run_and_settle() -> Any:
+            handling = _Handling(event_id)
+            _handling.set(handling)
             try:
                 return fn(*args, **kwargs)  # Bolt's runner: calls the error handler if the listener raises
             finally:
+                _handling.set(None)
                 try:
-                    _settle(self.engine, event_id, EventStatus.DONE)
+                    if not handling.settled:
+                        _settle(self.engine, event_id, EventStatus.DONE)
                 except Exception:  # the database is away: the sweeper replays the event later
                     log.exception("could not mark an event done", extra={"event_id": event_id})
 

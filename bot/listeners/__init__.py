@@ -17,6 +17,14 @@ def register(app: App, deps: Deps) -> None:
     app.middleware(middleware.provide(deps))
     app.middleware(middleware.handle_each_event_once)
 
+    # Events first: Bolt tries listeners in the order they were registered, running each one's
+    # matchers, and reactions arrive in bursts of hundreds; ids below are matched only for the rest.
+    app.event("reaction_added")(datasets.on_reaction_added)
+    app.event("reaction_removed")(datasets.on_reaction_removed)
+    app.event("message")(datasets.on_message)
+    app.event("app_mention")(events.on_mention)
+    app.event("app_home_opened")(datasets.on_home)
+
     # slash command
     app.command(commands.COMMAND)(commands.on_command)
 
@@ -40,10 +48,3 @@ def register(app: App, deps: Deps) -> None:
     app.action("promote_version")(registry.on_promote_button)
     app.action("rollback_version")(registry.on_rollback_button)
     app.action("discard_version")(registry.on_discard_button)
-
-    # events (each one the manifest subscribes to)
-    app.event("message")(datasets.on_message)
-    app.event("reaction_added")(datasets.on_reaction_added)
-    app.event("reaction_removed")(datasets.on_reaction_removed)
-    app.event("app_home_opened")(datasets.on_home)
-    app.event("app_mention")(events.on_mention)

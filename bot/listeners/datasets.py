@@ -9,16 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
 from sqlmodel import Session
 
+from bot import inbox
 from bot.deps import Deps, deps_of
+from bot.directory import DirectoryMiss
 from runner.core.db import session_scope
 from runner.core.exceptions import DatasetError, FtbotError
-from runner.core.models import Example, Project, TaskType
+from runner.core.models import Project, TaskType
 from runner.core.policy import Action, decide, perform
 from runner.data import examples, gates, projects, textnorm
 from runner.slack import payloads
@@ -281,22 +284,51 @@ def on_delete(deps: Deps, event: dict[str, Any]) -> None:
 # --- votes from reactions -----------------------------------------------------------------------
 
 
-def find_or_adopt(deps: Deps, client: WebClient, channel: str, ts: str) -> tuple[Project, Example] | None:
-    """The example a reaction is on. Events are not ordered: a reaction can arrive before the
-    message event of a reply it is on, so an unknown message in a project channel is read from
-    Slack and, if it is a reply in a project thread, added first."""
-    with session_scope(deps.engine) as session:
-        found = examples.example_at(session, channel, ts)
-        if found is not None or channel not in projects.project_channels(session):
-            return found
+def adopt(deps: Deps, client: WebClient, channel: str, ts: str) -> bool:
+    """Events are not ordered: a reaction can arrive before the message event of the reply it is on.
+    An unknown message in a project channel is read from Slack and, if it is a reply in a project
+    thread, added first. True when it was added."""
     thread = call(client, "conversations_replies", channel=channel, ts=ts, limit=200)
     replies: list[dict[str, Any]] = thread.get("messages", []) if thread else []
     message = next((m for m in replies if m.get("ts") == ts), None)
     if message is None:
-        return None
+        return False
     on_reply(deps, {**message, "channel": channel}, client)
+    return True
+
+
+@dataclass(frozen=True)
+class _Reaction:
+    """What one reaction came to (the outcome of `_count`)."""
+
+    project: Project | None = None  # the example's project, when the reaction is on an example
+    counted: bool = False  # a vote was added or retracted
+    reviewer: bool = True  # False: the person is not a reviewer of the project
+    in_project_channel: bool = False  # not on an example, but in a channel holding a project
+
+
+def _count(deps: Deps, channel: str, ts: str, user: str, emoji: str, added: bool) -> _Reaction:
+    """One unit of work: find the example, decide whether the person may vote (user groups from the
+    cache: `DirectoryMiss` when one is not cached), record or retract the vote, and settle the event
+    in the same transaction.
+
+    Reactions come in bursts of hundreds (a labeling session), so this is the bot's hottest path.
+    """
     with session_scope(deps.engine) as session:
-        return examples.example_at(session, channel, ts)
+        found = examples.vote_target(session, channel, ts)
+        if found is None:
+            return _Reaction(in_project_channel=channel in projects.project_channels(session))
+        project, example_id = found
+        value = projects.legend(project).get(emoji)
+        if value is None:
+            outcome = _Reaction(project)
+        elif not decide(deps.settings, project, Action.VOTE, deps.person_cached(user)).allowed:
+            outcome = _Reaction(project, reviewer=False)
+        else:
+            vote = examples.add_vote if added else examples.remove_vote
+            outcome = _Reaction(project, counted=vote(session, example_id, user, value))
+        inbox.settle_with(session)
+        return outcome
 
 
 def on_reaction(event: dict[str, Any], client: WebClient, context: BoltContext, added: bool) -> None:
@@ -306,34 +338,33 @@ def on_reaction(event: dict[str, Any], client: WebClient, context: BoltContext, 
     if item.get("type") != "message" or user == context.get("bot_user_id"):
         return
     emoji = str(event.get("reaction", "")).split("::")[0]
-    found = find_or_adopt(deps, client, item.get("channel", ""), item.get("ts", ""))
-    if found is None:
+    channel, ts = item.get("channel", ""), item.get("ts", "")
+    outcome = _Reaction()
+    for _attempt in range(3):  # a group to look up, a message to adopt: each settled outside the unit
+        try:
+            outcome = _count(deps, channel, ts, user, emoji, added)
+        except DirectoryMiss as miss:
+            deps.directory.group_members(client, miss.group_id)
+            continue
+        if outcome.project is None and outcome.in_project_channel and adopt(deps, client, channel, ts):
+            continue
+        break
+    project = outcome.project
+    if project is None or project.id is None:
         return
-    project, example = found
-    value = projects.legend(project).get(emoji)
-    if value is None:
-        return
-    assert project.id is not None and example.id is not None
-    if not decide(deps.settings, project, Action.VOTE, deps.person(client, user)).allowed:
-        if added:
-            with session_scope(deps.engine) as session:
-                first = examples.hint_once(session, project, user)
-            if first:
-                ephemeral(
-                    client,
-                    item["channel"],
-                    user,
-                    f"Thanks! Only the reviewers of *{project.name}* label its examples, so your "
-                    f"reaction is not counted as a vote.",
-                )
-        return
-    with session_scope(deps.engine) as session:
-        if added:
-            changed = examples.add_vote(session, example.id, user, value)
-        else:
-            changed = examples.remove_vote(session, example.id, user, value)
-    if changed:
+    if outcome.counted:
         deps.tally.touch(project.id)
+    elif not outcome.reviewer and added:
+        with session_scope(deps.engine) as session:
+            first = examples.hint_once(session, project, user)
+        if first:
+            ephemeral(
+                client,
+                channel,
+                user,
+                f"Thanks! Only the reviewers of *{project.name}* label its examples, so your "
+                f"reaction is not counted as a vote.",
+            )
 
 
 def on_reaction_added(event: dict[str, Any], client: WebClient, context: BoltContext) -> None:

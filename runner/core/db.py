@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -78,7 +78,7 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
-def insert_ignore(session: Session, row: SQLModel, *, conflict: Sequence[str]) -> bool:
+def insert_ignore(session: Session | Connection, row: SQLModel, *, conflict: Sequence[str]) -> bool:
     """Insert `row` unless a row with the same `conflict` columns exists; True when it was inserted.
 
     ``INSERT … ON CONFLICT DO NOTHING`` on both databases: a redelivered event or a concurrent
@@ -86,7 +86,7 @@ def insert_ignore(session: Session, row: SQLModel, *, conflict: Sequence[str]) -
     """
     table = row.__table__  # type: ignore[attr-defined]
     values = {c.name: getattr(row, c.name) for c in table.columns if getattr(row, c.name) is not None}
-    dialect = session.get_bind().dialect.name
+    dialect = (session.dialect if isinstance(session, Connection) else session.get_bind().dialect).name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
         insert(table)

@@ -10,8 +10,9 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import bindparam, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -134,18 +135,39 @@ def find_example(
     ).first()
 
 
+_EXAMPLE_AT = (
+    select(Example, Project)
+    .join(Project, col(Project.id) == col(Example.project_id))
+    .where(
+        col(Example.channel_id) == bindparam("channel"),
+        col(Example.message_ts) == bindparam("ts"),
+        col(Example.deleted_at).is_(None),
+    )
+)
+
+
 def example_at(session: Session, channel_id: str, message_ts: str) -> tuple[Project, Example] | None:
     """The live example posted as message `message_ts` in `channel_id`, with its project."""
-    row = session.exec(
-        select(Example, Project)
-        .join(Project, col(Project.id) == col(Example.project_id))
-        .where(
-            Example.channel_id == channel_id,
-            Example.message_ts == message_ts,
-            col(Example.deleted_at).is_(None),
-        )
-    ).first()
+    row = session.execute(_EXAMPLE_AT, {"channel": channel_id, "ts": message_ts}).first()
     return (row[1], row[0]) if row else None
+
+
+_VOTE_TARGET = (
+    select(Project, col(Example.id))
+    .join(Example, col(Project.id) == col(Example.project_id))
+    .where(
+        col(Example.channel_id) == bindparam("channel"),
+        col(Example.message_ts) == bindparam("ts"),
+        col(Example.deleted_at).is_(None),
+    )
+)
+
+
+def vote_target(session: Session, channel_id: str, message_ts: str) -> tuple[Project, int] | None:
+    """The project and id of the live example at message `message_ts` (what a reaction needs: the
+    reaction path loads nothing more)."""
+    row = session.execute(_VOTE_TARGET, {"channel": channel_id, "ts": message_ts}).first()
+    return (row[0], row[1]) if row else None
 
 
 def edit_example(
@@ -182,31 +204,46 @@ def delete_example(session: Session, channel_id: str, message_ts: str) -> tuple[
     return project, example
 
 
+def _vote_upsert(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    votes = Vote.__table__  # type: ignore[attr-defined]
+    statement = insert(votes).values(
+        example_id=bindparam("example"),
+        reviewer_id=bindparam("reviewer"),
+        value=bindparam("value"),
+        stale=False,
+        created_at=bindparam("at"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["example_id", "reviewer_id", "value"],
+        set_={"stale": False, "created_at": statement.excluded.created_at},
+        where=votes.c.stale.is_(True),
+    ).returning(votes.c.id)
+
+
+# Built once: votes arrive in bursts of hundreds a second.
+_VOTE_UPSERT = {dialect: _vote_upsert(dialect) for dialect in ("postgresql", "sqlite")}
+_VOTE_DELETE = delete(Vote).where(
+    col(Vote.example_id) == bindparam("example"),
+    col(Vote.reviewer_id) == bindparam("reviewer"),
+    col(Vote.value) == bindparam("value"),
+)
+
+
 def add_vote(session: Session, example_id: int, reviewer_id: str, value: str) -> bool:
     """Record a reviewer's vote; False when this exact vote is already recorded (a redelivery).
 
     A stale vote with the same value (cast before an edit) is refreshed instead. One statement,
     ``INSERT … ON CONFLICT DO UPDATE … WHERE stale``, so concurrent deliveries count once.
     """
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(Vote.__table__).values(  # type: ignore[attr-defined]
-        example_id=example_id, reviewer_id=reviewer_id, value=value, stale=False, created_at=utcnow()
-    )
-    upsert = statement.on_conflict_do_update(
-        index_elements=["example_id", "reviewer_id", "value"],
-        set_={"stale": False, "created_at": statement.excluded.created_at},
-        where=col(Vote.stale).is_(True),
-    ).returning(Vote.__table__.c.id)  # type: ignore[attr-defined]
-    return session.execute(upsert).first() is not None  # a row back only when inserted or refreshed
+    upsert = _VOTE_UPSERT[session.get_bind().dialect.name]
+    params = {"example": example_id, "reviewer": reviewer_id, "value": value, "at": utcnow()}
+    return session.execute(upsert, params).first() is not None  # a row back only when inserted or refreshed
 
 
 def remove_vote(session: Session, example_id: int, reviewer_id: str, value: str) -> bool:
     """Retract a vote; False when there was none (a redelivered removal)."""
-    removed = session.execute(
-        delete(Vote).where(
-            col(Vote.example_id) == example_id, col(Vote.reviewer_id) == reviewer_id, col(Vote.value) == value
-        )
-    )
+    removed = session.execute(_VOTE_DELETE, {"example": example_id, "reviewer": reviewer_id, "value": value})
     return bool(removed.rowcount)  # type: ignore[attr-defined]
 
 
