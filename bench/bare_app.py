@@ -1,4 +1,4 @@
-"""The floor for `bench/ack_latency.py`: a bare Bolt app whose only listener acks.
+"""The floor for `bench/ack_latency.py` and `bench/reaction_throughput.py`: a bare Bolt app that acks.
 
 It is ftbot's HTTP stack with ftbot taken out: the same Bolt `App` options (request signatures
 verified, token verification off, `process_before_response=False`), its WebClient pointed at
@@ -36,7 +36,7 @@ PATH = "/slack/events"
 
 
 def build_app(settings: Settings) -> App:
-    """A Bolt app with one listener: any block action, acknowledged and nothing else."""
+    """A Bolt app with two listeners: any block action, and any event, acknowledged and nothing else."""
     app = App(
         client=WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=10),
         signing_secret=settings.slack_signing_secret or "",
@@ -49,6 +49,10 @@ def build_app(settings: Settings) -> App:
     @app.action(re.compile(".*"))
     def ack_only(ack: Ack) -> None:
         ack()
+
+    @app.event(re.compile(".*"))
+    def nothing(event: dict[str, Any]) -> None:  # events are acknowledged before their listener runs
+        return None
 
     return app
 

@@ -483,6 +483,15 @@ def report(r: dict[str, Any]) -> str:
         f"{'ack':<8}{'n':>6}{'median':>10}{'p90':>10}{'p99':>10}{'max':>10}{'mean':>10}   (ms)",
         f"{'':<8}{ack['n']:>6}{ack['median_ms']:>10.2f}{ack['p90_ms']:>10.2f}{ack['p99_ms']:>10.2f}"
         f"{ack['max_ms']:>10.2f}{ack['mean_ms']:>10.2f}",
+        *(
+            [
+                f"{'floor':<8}{floor['n']:>6}{floor['median_ms']:>10.2f}{floor['p90_ms']:>10.2f}"
+                f"{floor['p99_ms']:>10.2f}{floor['max_ms']:>10.2f}{floor['mean_ms']:>10.2f}",
+                f"ack p99 / floor p99 = {r['ack_p99_ratio']:.2f} (goal ≤ 2)",
+            ]
+            if (floor := r["floor_ack"])
+            else []
+        ),
         f"errors (non-200 or no answer): {r['errors']['count']}",
         "",
         f"tally: {tally['root_updates_during_load']} chat.update calls on the root message during the load "
@@ -512,6 +521,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers (ftbot serve's default)")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker (ftbot serve's default)")
     parser.add_argument("--new-connections", action="store_true", help="a new connection per request")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the same load against a bare Bolt app afterwards"
+    )
     parser.add_argument("--poll", type=float, default=0.02, help="seconds between database polls")
     parser.add_argument("--seed", type=int, default=1, help="seed for the workload")
     parser.add_argument("--json", type=Path, help="also write the results (and every ack sample) here")
@@ -772,6 +784,40 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 — one linear scr
                         f"{json.dumps(want['blocks'])[:1500]}"
                     )
             time.sleep(0.5)
+
+            # -- the floor: the same reactions, signed afresh, against a bare Bolt app with the same
+            # gunicorn settings (bench/bare_app.py), right after ftbot's load on the same machine
+            floor_acks: list[float] = []
+            if not args.no_floor:
+                print("floor: the same load against a bare Bolt app ...", file=sys.stderr)
+                floor_port = _free_port()
+                floor = Server(
+                    "floor",
+                    [
+                        sys.executable,
+                        str(Path(__file__).with_name("bare_app.py")),
+                        "--port",
+                        str(floor_port),
+                        "--workers",
+                        str(args.workers),
+                        "--threads",
+                        str(args.threads),
+                    ],
+                    env,
+                    tmp / "floor.log",
+                    floor_port,
+                    "/slack/events",
+                )
+                stack.callback(floor.stop)
+                floor.start()
+                floor.wait_ready()
+                floor_results = senders.run(floor.url + "/slack/events", lists, fresh=args.new_connections)
+                floor_flat = [r for rs in floor_results for r in rs]
+                floor_acks = [r[2] for r in floor_flat if not math.isnan(r[2])]
+                floor_errors = [r for r in floor_flat if r[0] != 200]
+                if floor_errors:
+                    failures.append(f"{len(floor_errors)} reactions to the floor got no HTTP 200")
+                floor.stop()
         except (RuntimeError, AssertionError) as exc:
             print(f"reaction_throughput: {exc}\nftbot's log ends:\n{server.log_tail()}", file=sys.stderr)
             return 1
@@ -823,6 +869,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 — one linear scr
             },
             "cpu_seconds": cpu,
             "ack": summary(acks),
+            "floor_ack": summary(floor_acks) if floor_acks else None,
+            "ack_p99_ratio": (
+                percentile(acks, 99) / percentile(floor_acks, 99) if floor_acks and acks else math.nan
+            ),
             "errors": {
                 "count": len(errors),
                 "first": [f"HTTP {s}: {e}" for s, _, _, e in errors[:5]],
