@@ -260,7 +260,7 @@ def run_ftbot(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
 
     config = TrainConfig(
         base_model=str(args.workdir / "base"),
-        epochs=1000,  # max_steps ends the run
+        epochs=100,  # max_steps ends the run
         max_steps=args.steps,
         lr=args.lr,
         lora_r=args.lora_r,

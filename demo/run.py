@@ -147,6 +147,7 @@ def run_demo(out: Path, *, quick: bool = False) -> dict[str, Any]:
     began = time.perf_counter()
     out = out.resolve()
     data_dir = out / "data"
+    tiny_model = data_dir / "models" / "tiny-model"  # under FTBOT_MODELS_DIR, where base models may live
     shutil.rmtree(data_dir, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     # The jobs read their settings from the environment, as on a worker host: point it at the demo.
@@ -154,7 +155,7 @@ def run_demo(out: Path, *, quick: bool = False) -> dict[str, Any]:
         {
             "FTBOT_DATA_DIR": str(data_dir),
             "DATABASE_URL": f"sqlite:///{data_dir / 'ftbot.db'}",
-            "FTBOT_BASE_MODEL": str(out / "tiny-model"),
+            "FTBOT_BASE_MODEL": str(tiny_model),
             "FTBOT_ONCALL": ONCALL,
         }
     )
@@ -246,8 +247,8 @@ def run_demo(out: Path, *, quick: bool = False) -> dict[str, Any]:
 
     step("3. The tiny base model (built locally: no download)")
     texts = [row["input"] for row in rows] + [INSTRUCTIONS, *labels]
-    tinymodel.make_tiny_model(out / "tiny-model", texts, **TINY_MODEL)
-    console.print(f"tiny Llama-architecture model and tokenizer in {out / 'tiny-model'}")
+    tinymodel.make_tiny_model(tiny_model, texts, **TINY_MODEL)
+    console.print(f"tiny Llama-architecture model and tokenizer in {tiny_model}")
 
     redis = fakeredis.FakeStrictRedis()
     worker = SimpleWorker(

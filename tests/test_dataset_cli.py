@@ -353,7 +353,7 @@ def test_export_writes_chat_jsonl_splits_and_a_dataset_card(session, tmp_path):
     assert card["task_type"] == "classification" and card["format"] == "messages"
     assert card["instructions"] == INSTRUCTIONS and card["redaction"] is True and card["fields"] == []
     assert card["legend"] == {":one:": "billing", ":two:": "technical"}
-    assert set(card["agreement"]) >= {"method", "kappa", "percent"}
+    assert set(card["agreement"]) >= {"method", "coefficient", "percent"}
     assert card["created_at"].endswith("+00:00")
     counts = card["counts"]
     assert (counts["train"], counts["eval"], counts["total"]) == (snapshot.n_train, snapshot.n_eval, 24)

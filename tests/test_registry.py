@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -86,6 +89,27 @@ def test_promote_then_rollback_moves_the_alias_and_writes_the_manifest(engine, s
         ("promote", "UALICE", ""),
         ("rollback", "UONCALL", "error rate up"),
     ]
+
+
+def test_ftbot_versions_tells_which_version_serves(engine, settings, database_url):
+    make_project_with_versions(engine, settings)
+    with session_scope(engine) as session:
+        project = projects.get_project(session, "ticket-router")
+        versions.promote(session, settings, project, 1, by="UALICE")
+        versions.promote(session, settings, project, 2, by="UALICE")
+        versions.rollback(session, settings, project, by="UONCALL", reason="error rate up")
+    env = {**os.environ, "DATABASE_URL": database_url, "FTBOT_DATA_DIR": str(settings.ftbot_data_dir)}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "versions", "ticket-router", "--json"],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    listed = {row["version"]: row["status"] for row in json.loads(done.stdout)["versions"]}
+    assert listed == {1: "production", 2: "retired", 3: "candidate"}
 
 
 def test_rollback_to_a_named_version_and_the_refusals(engine, settings):

@@ -187,6 +187,7 @@ def test_cli_trains_inline_and_lists_runs(engine, training_settings, database_ur
         "DATABASE_URL": database_url,
         "FTBOT_DATA_DIR": str(training_settings.ftbot_data_dir),
         "FTBOT_BASE_MODEL": training_settings.ftbot_base_model,
+        "FTBOT_MODELS_DIR": str(training_settings.ftbot_models_dir),
         "REDIS_URL": training_settings.redis_url,
     }
     env.pop("SLACK_BOT_TOKEN", None)

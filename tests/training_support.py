@@ -25,7 +25,7 @@ INSTRUCTIONS = "route the support ticket to one queue: billing, technical, accou
 LABELS = "billing\ntechnical\naccount\nshipping"
 # Small and quick: the learning itself is asserted in tests/unit/test_training.py and by evaluation.
 FAST = ["epochs=2", "lora_r=8", "max_len=256", "batch_tokens=4096"]
-ENDLESS = ["epochs=1000", "early_stopping_patience=0", "max_len=256", "batch_tokens=1024"]  # until killed
+ENDLESS = ["epochs=100", "early_stopping_patience=0", "max_len=256", "batch_tokens=1024"]  # until killed
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +49,7 @@ def database_url(engine) -> str:
 @pytest.fixture
 def training_settings(settings, tiny_model):
     settings.ftbot_base_model = str(tiny_model)  # read per request, so the running bot sees it
+    settings.ftbot_models_dir = tiny_model.parent  # a local base model must lie under an allowed root
     settings.ftbot_progress_interval = 0.5
     return settings
 
@@ -97,6 +98,7 @@ def worker_env(settings, database_url: str, emulator) -> dict[str, str]:
         "REDIS_URL": settings.redis_url,
         "FTBOT_DATA_DIR": str(settings.ftbot_data_dir),
         "FTBOT_BASE_MODEL": settings.ftbot_base_model,
+        "FTBOT_MODELS_DIR": str(settings.ftbot_models_dir),
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_API_URL": emulator.base_url,
         "FTBOT_PROGRESS_INTERVAL": "0.5",

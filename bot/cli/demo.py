@@ -46,7 +46,8 @@ def demo(out: Path, quick: bool) -> None:
 def tiny_model(out_dir: Path, project_name: str | None, synthetic: int, layers: int, hidden: int) -> None:
     """Build a small random Llama-architecture model and a locally trained tokenizer in OUT_DIR.
 
-    No weights are downloaded: tests and the CPU demo train this model. Use it as FTBOT_BASE_MODEL.
+    No weights are downloaded: tests and the CPU demo train this model. Use it as FTBOT_BASE_MODEL
+    (or base_model=) from a folder under FTBOT_MODELS_DIR or FTBOT_DATA_DIR.
     """
     from demo import synthetic as synthetic_data
     from demo.tinymodel import make_tiny_model

@@ -24,7 +24,7 @@ def versions_cmd(project_name: str, as_json: bool) -> None:
         rows: list[dict[str, Any]] = [
             {
                 "version": v.number,
-                "status": v.status,
+                "status": versions.status_of(session, v),
                 "snapshot": v.snapshot_id,
                 "base_model": v.base_model,
                 "run_id": v.run_id,

@@ -50,7 +50,16 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite under the data dir")
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for RQ job queues")
     ftbot_data_dir: Path = Field(default_factory=_default_data_dir, description="Artifacts and SQLite")
-    ftbot_base_model: str | None = Field(default=None, description="Hugging Face id or local path")
+    ftbot_base_model: str | None = Field(
+        default=None,
+        description="Default base model: a pulled model name, a Hugging Face id (org/name) or a folder "
+        "under FTBOT_MODELS_DIR or FTBOT_DATA_DIR",
+    )
+    ftbot_models_dir: Path = Field(
+        # Derived from the data dir (validated first, as declared first) unless set on its own.
+        default_factory=lambda data: Path(data["ftbot_data_dir"]) / "models",
+        description="Pulled base models (`ftbot models pull NAME` → FTBOT_MODELS_DIR/NAME)",
+    )
     ftbot_trainers: IdList = Field(default=(), description="Slack user ids allowed to train")
     ftbot_oncall: IdList = Field(default=(), description="User ids / group ids allowed to roll back")
     ftbot_admins: IdList = Field(default=(), description="User ids allowed everything")
@@ -99,6 +108,11 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
+
+    @property
+    def model_roots(self) -> dict[str, Path]:
+        """The folders a local base model may come from, by the variable that sets each."""
+        return {"FTBOT_MODELS_DIR": self.ftbot_models_dir, "FTBOT_DATA_DIR": self.ftbot_data_dir}
 
     def require(self, *names: str, purpose: str) -> None:
         """Fail with every missing or placeholder variable among `names`, named as in the environment.

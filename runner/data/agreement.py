@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
@@ -38,7 +38,6 @@ __all__ = [
     "agreement_summary",
     "cohens_kappa",
     "consensus",
-    "fleiss_kappa",
     "krippendorff_alpha",
     "percent_agreement",
 ]
@@ -118,51 +117,6 @@ def cohens_kappa(units: Units[ItemId], rater_a: str, rater_b: str) -> float | No
     counts_b = Counter(b for _, b in pairs)
     expected_num = sum(c * counts_b.get(label, 0) for label, c in counts_a.items())
     return _chance_corrected(Fraction(agree, n), Fraction(expected_num, n * n))
-
-
-def fleiss_kappa(units: Units[ItemId], labels: Sequence[str] | None = None) -> float | None:
-    """Fleiss' kappa for a fixed number of ratings per item.
-
-    Fleiss' kappa requires every item to have the same number of ratings ``m``. Real review data
-    has missing votes, so this uses only the items whose number of votes equals the *modal* count
-    (the most common number of votes per item; ties go to the larger count) and ignores the rest.
-    Use :func:`krippendorff_alpha` when you want every vote to count.
-
-    Degenerate case: if the expected agreement ``P_e == 1`` (only one label used), returns ``1.0``
-    if the mean observed agreement is 1 else ``0.0``.
-
-    Args:
-        units: Item id -> {rater id -> label}.
-        labels: Optional closed set of allowed labels; a vote outside it raises ``ValueError``.
-            Labels that are never used do not change the result.
-
-    Returns:
-        Kappa (at most 1), or ``None`` when the modal count is below 2 or there are no items.
-
-    Raises:
-        ValueError: A vote carries a label not in ``labels``.
-    """
-    if labels is not None:
-        allowed = set(labels)
-        for votes in units.values():
-            for label in votes.values():
-                if label not in allowed:
-                    raise ValueError(f"label {label!r} is not in the allowed labels")
-    sizes = Counter(len(votes) for votes in units.values() if votes)
-    if not sizes:
-        return None
-    m = max(sizes, key=lambda size: (sizes[size], size))
-    if m < 2:
-        return None
-    rows = [Counter(votes.values()) for votes in units.values() if len(votes) == m]
-    n_items = len(rows)
-    p_bar = sum((Fraction(sum(c * c for c in row.values()) - m, m * (m - 1)) for row in rows), Fraction(0))
-    p_bar /= n_items
-    totals: Counter[str] = Counter()
-    for row in rows:
-        totals.update(row)
-    p_e = sum((Fraction(c, n_items * m) ** 2 for c in totals.values()), Fraction(0))
-    return _chance_corrected(p_bar, p_e)
 
 
 def krippendorff_alpha(units: Units[ItemId]) -> float | None:

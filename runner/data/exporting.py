@@ -170,7 +170,7 @@ def dataset_card(
         },
         "agreement": {
             "method": agreement.get("method"),
-            "kappa": agreement.get("coefficient"),  # the headline coefficient: κ or α, as "method" says
+            "coefficient": agreement.get("coefficient"),  # Cohen's κ or Krippendorff's α, as "method" says
             "percent": agreement.get("percent"),
             "raters": agreement.get("raters"),
             "items_compared": agreement.get("items_compared"),
@@ -193,6 +193,9 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+_COEFFICIENT_NAMES = {"cohen": "Cohen's κ", "krippendorff": "Krippendorff's α"}
 
 
 def card_markdown(card: dict[str, Any]) -> str:
@@ -225,7 +228,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         "## Reviewer agreement",
         "",
         f"- Method: {agreement['method'] or 'n/a'}",
-        f"- Coefficient (κ or α, as the method says): {_fmt(agreement['kappa'])}",
+        f"- {_COEFFICIENT_NAMES.get(agreement['method'], 'Coefficient')}: {_fmt(agreement['coefficient'])}",
         f"- Percent agreement: {_fmt(agreement['percent'])}",
         f"- Raters: {_fmt(agreement['raters'])}",
         f"- Items with two or more votes: {_fmt(agreement['items_compared'])}",
@@ -255,7 +258,7 @@ def export_snapshot(
     """Write `snapshot` as `train.jsonl`, `eval.jsonl`, `dataset_card.md` and `dataset_card.json`.
 
     The card's JSON keys: project, snapshot (the content hash), created_at, created_by, task_type,
-    format, files, counts (train, eval, total, per_label → {train, eval}), agreement (method, kappa,
+    format, files, counts (train, eval, total, per_label → {train, eval}), agreement (method, coefficient,
     percent, raters, items_compared), legend (``:emoji:`` → value), fields, instructions, redaction.
 
     Args:

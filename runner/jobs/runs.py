@@ -38,14 +38,21 @@ def partial_dir(settings: Settings, project: Project, run_id: int) -> Path:
 def resolve_config(settings: Settings, overrides: dict[str, str]) -> TrainConfig:
     """The run's config: defaults, ``FTBOT_BASE_MODEL``, then the user's ``key=value`` overrides.
 
+    ``base_model`` (from either) must be a pulled model name, a Hugging Face id or a folder under
+    ``FTBOT_MODELS_DIR`` or ``FTBOT_DATA_DIR``: never a URL or any other path.
+
     Raises:
-        TrainingRequestError: no base model, unknown keys or invalid values (all listed).
+        TrainingRequestError: no base model, unknown keys or invalid values (all listed, briefly).
     """
     base_model = overrides.get("base_model") or settings.ftbot_base_model
     if not base_model:
-        raise TrainingRequestError("No base model: set FTBOT_BASE_MODEL or pass base_model=<id or path>.")
+        raise TrainingRequestError(
+            "No base model: set FTBOT_BASE_MODEL or pass base_model=<name or org/name>."
+        )
     try:
-        return TrainConfig.from_overrides(TrainConfig(base_model=base_model), overrides)
+        return TrainConfig.from_overrides(
+            {"base_model": base_model}, overrides, local_roots=settings.model_roots
+        )
     except ValueError as exc:
         raise TrainingRequestError(str(exc)) from exc
 

@@ -1,39 +1,42 @@
 """Evaluation metrics for comparing a fine-tuned candidate against the base model and production.
 
-Pure standard-library functions; no Slack, database, network or torch access.
+Built on scikit-learn (classification scores), sacreBLEU (chrF) and numpy (percentiles and the
+bootstrap); they run on the worker, where the ``[train]`` extra installs them. No Slack, database,
+network or torch access.
 
 * Classification: :func:`classification_report` (accuracy, per-label precision/recall/F1,
   macro-F1, confusion matrix, schema compliance) and :func:`regressions` between two reports.
 * Extraction (JSON objects with named fields): :func:`extraction_report`.
-* Generation: :func:`chrf` / :func:`corpus_chrf` (sacreBLEU-compatible chrF) and
-  :func:`format_compliance`.
-* Common: :func:`empty_or_refused`, :func:`percentile`, :func:`latency_summary`, :func:`token_cost`.
-* Uncertainty: :func:`bootstrap_ci`, :func:`paired_bootstrap` and :func:`macro_f1_bootstrap_ci`.
+* Generation: :func:`chrf` / :func:`corpus_chrf` (sacreBLEU's chrF) and :func:`format_compliance`.
+* Common: :func:`empty_or_refused`, :func:`latency_summary`, :func:`token_cost`.
+* Uncertainty: :func:`bootstrap_ci` and :func:`paired_bootstrap`.
 
 Conventions:
 
-* Fractions and F-scores are in [0, 1]; chrF is on sacreBLEU's 0-100 scale.
-* A precision, recall or F1 whose denominator is zero is ``0.0`` (scikit-learn's
-  ``zero_division=0``). F1 is computed as ``2 * tp / (predicted + actual)``, which equals the
-  harmonic mean of precision and recall whenever both are defined.
+* Fractions and F-scores are in [0, 1]; chrF is on sacreBLEU's 0-100 scale. Every figure is a plain
+  Python ``float`` / ``int`` / ``bool`` (reports are stored as JSON).
+* A precision, recall or F1 whose denominator is zero is ``0.0`` (scikit-learn's ``zero_division=0``).
 * Empty inputs and sequences of different lengths raise ``ValueError``: an evaluation over zero
   examples is a bug upstream, not a score.
 * The bootstrap functions take *per-example scores*: the quantity whose mean is the metric, e.g.
   ``1.0``/``0.0`` correctness per example for accuracy, or a sentence-level chrF per example.
-  Resampling uses ``random.Random(seed)``, so results are deterministic for a given seed (and
-  Python version).
+  Resampling uses ``numpy.random.default_rng(seed)``, so intervals are deterministic for a seed.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import random
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+
+import numpy as np
+from sacrebleu.metrics import CHRF
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 __all__ = [
     "INVALID_LABEL",
@@ -51,9 +54,7 @@ __all__ = [
     "format_compliance",
     "is_empty_or_refused",
     "latency_summary",
-    "macro_f1_bootstrap_ci",
     "paired_bootstrap",
-    "percentile",
     "regressions",
     "token_cost",
 ]
@@ -62,11 +63,6 @@ INVALID_LABEL = "(invalid)"
 """Confusion-matrix column for predictions outside the label set (including ``None``)."""
 
 _FLOAT_TOLERANCE = 1e-12
-
-
-# --------------------------------------------------------------------------------------------------
-# Shared helpers
-# --------------------------------------------------------------------------------------------------
 
 
 def _check_non_empty(name: str, values: Sequence[Any]) -> None:
@@ -79,11 +75,6 @@ def _check_same_length(name_a: str, a: Sequence[Any], name_b: str, b: Sequence[A
     """Raise ``ValueError`` when the two sequences differ in length."""
     if len(a) != len(b):
         raise ValueError(f"{name_a} has {len(a)} items but {name_b} has {len(b)}")
-
-
-def _mean(values: Sequence[float]) -> float:
-    """Arithmetic mean with an exactly rounded sum (``values`` must be non-empty)."""
-    return math.fsum(values) / len(values)
 
 
 def _ratio(numerator: int, denominator: int) -> float:
@@ -103,7 +94,7 @@ def _f1(tp: int, predicted: int, actual: int) -> float:
 
 @dataclass(frozen=True)
 class LabelScores:
-    """Precision, recall and F1 of one label (or one extraction field).
+    """Precision, recall and F1 of one label.
 
     Attributes:
         precision: Correct predictions of the label / all predictions of the label.
@@ -159,22 +150,10 @@ def _validated_labels(
         raise ValueError("labels contains duplicates")
     if INVALID_LABEL in label_tuple:
         raise ValueError(f"{INVALID_LABEL!r} is reserved and cannot be a label")
-    allowed = set(label_tuple)
-    for g in gold:
-        if g not in allowed:
-            raise ValueError(f"gold label {g!r} is not in labels")
+    unknown = set(gold) - set(label_tuple)
+    if unknown:
+        raise ValueError(f"gold label {sorted(unknown)[0]!r} is not in labels")
     return label_tuple
-
-
-def _macro_f1_from_counts(
-    labels: Sequence[str], tp: Mapping[str, int], predicted: Mapping[str, int], support: Mapping[str, int]
-) -> tuple[float, tuple[str, ...]]:
-    """Macro-F1 over labels with support or predictions; returns (score, included labels)."""
-    included = tuple(label for label in labels if support.get(label, 0) or predicted.get(label, 0))
-    if not included:
-        return 0.0, included
-    scores = [_f1(tp.get(label, 0), predicted.get(label, 0), support.get(label, 0)) for label in included]
-    return _mean(scores), included
 
 
 def classification_report(
@@ -204,35 +183,32 @@ def classification_report(
     """
     label_tuple = _validated_labels(gold, pred, labels)
     allowed = set(label_tuple)
-    columns = (*label_tuple, INVALID_LABEL)
-    confusion = {g: dict.fromkeys(columns, 0) for g in label_tuple}
-    for g, p in zip(gold, pred, strict=True):
-        confusion[g][p if p is not None and p in allowed else INVALID_LABEL] += 1
-
-    n = len(gold)
-    tp = {label: confusion[label][label] for label in label_tuple}
-    support = {label: sum(confusion[label].values()) for label in label_tuple}
-    predicted = {label: sum(row[label] for row in confusion.values()) for label in label_tuple}
+    predicted = [p if p is not None and p in allowed else INVALID_LABEL for p in pred]
+    columns = [*label_tuple, INVALID_LABEL]
+    # Rows are gold labels; the INVALID_LABEL row is empty (a gold label is always in the set).
+    matrix = confusion_matrix(gold, predicted, labels=columns)[: len(label_tuple)]
+    precision, recall, f1, support = precision_recall_fscore_support(
+        gold, predicted, labels=list(label_tuple), zero_division=0
+    )
     per_label = {
-        label: LabelScores(
-            precision=_ratio(tp[label], predicted[label]),
-            recall=_ratio(tp[label], support[label]),
-            f1=_f1(tp[label], predicted[label], support[label]),
-            support=support[label],
-        )
-        for label in label_tuple
+        label: LabelScores(float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
+        for i, label in enumerate(label_tuple)
     }
-    macro, included = _macro_f1_from_counts(label_tuple, tp, predicted, support)
-    invalid = sum(row[INVALID_LABEL] for row in confusion.values())
+    predicted_count = matrix.sum(axis=0)
+    included = tuple(label for i, label in enumerate(label_tuple) if support[i] or predicted_count[i])
+    macro = f1_score(gold, predicted, labels=list(included), average="macro", zero_division=0)
     return ClassificationReport(
-        n_examples=n,
+        n_examples=len(gold),
         labels=label_tuple,
-        accuracy=sum(tp.values()) / n,
-        macro_f1=macro,
+        accuracy=float(accuracy_score(gold, predicted)),
+        macro_f1=float(macro),
         macro_labels=included,
         per_label=per_label,
-        confusion=confusion,
-        schema_compliance=(n - invalid) / n,
+        confusion={
+            g: {column: int(count) for column, count in zip(columns, row, strict=True)}
+            for g, row in zip(label_tuple, matrix, strict=True)
+        },
+        schema_compliance=1.0 - int(matrix[:, -1].sum()) / len(gold),
     )
 
 
@@ -397,52 +373,22 @@ def extraction_report(
 # --------------------------------------------------------------------------------------------------
 
 
-def _chrf_statistics(hypothesis: str, reference: str, n: int) -> list[tuple[int, int, int]]:
-    """Per order 1..n: (hypothesis n-grams, reference n-grams, matched n-grams), whitespace removed."""
-    hyp = "".join(hypothesis.split())
-    ref = "".join(reference.split())
-    stats = []
-    for order in range(1, n + 1):
-        hyp_grams = Counter(hyp[i : i + order] for i in range(len(hyp) - order + 1))
-        ref_grams = Counter(ref[i : i + order] for i in range(len(ref) - order + 1))
-        matched = sum((hyp_grams & ref_grams).values())
-        stats.append((sum(hyp_grams.values()), sum(ref_grams.values()), matched))
-    return stats
-
-
-def _chrf_from_statistics(stats: Sequence[tuple[int, int, int]], beta: float) -> float:
-    """sacreBLEU's chrF (default, no epsilon smoothing) from (hyp, ref, match) counts per order.
-
-    Precision and recall are averaged over the *effective* orders (those where both hypothesis and
-    reference have n-grams), then combined into an F-beta score on a 0-100 scale.
-    """
-    precisions = [m / h for h, r, m in stats if h > 0 and r > 0]
-    recalls = [m / r for h, r, m in stats if h > 0 and r > 0]
-    if not precisions:
-        return 0.0
-    precision = sum(precisions) / len(precisions)
-    recall = sum(recalls) / len(recalls)
-    if precision + recall == 0:
-        return 0.0
-    factor = beta**2
-    return 100 * (1 + factor) * precision * recall / (factor * precision + recall)
-
-
-def _check_chrf_params(n: int, beta: float) -> None:
-    """Validate chrF parameters."""
+@lru_cache(maxsize=8)
+def _chrf_metric(n: int, beta: float) -> CHRF:
+    """sacreBLEU's chrF: character n-grams only (not chrF++), case-sensitive, whitespace ignored."""
     if n < 1:
         raise ValueError("n must be at least 1")
     if beta <= 0:
         raise ValueError("beta must be positive")
+    return CHRF(char_order=n, word_order=0, beta=beta)  # type: ignore[arg-type]  # annotated int; any real works
 
 
 def chrf(hypothesis: str, reference: str, n: int = 6, beta: float = 2.0) -> float:
-    """Sentence-level chrF (character n-gram F-score), as sacreBLEU's ``CHRF().sentence_score``.
+    """Sentence-level chrF (character n-gram F-score): sacreBLEU's ``CHRF().sentence_score``.
 
-    Whitespace is removed from both strings; for each order 1..``n`` character n-gram precision and
-    recall are computed with clipped counts; they are averaged over the orders where both strings
-    have n-grams (sacreBLEU's effective order), and combined as
-    ``(1 + beta^2) * P * R / (beta^2 * P + R)``. Case-sensitive, no word n-grams (not chrF++).
+    Whitespace is removed from both strings; character n-gram precision and recall of orders
+    1..``n`` are averaged over the orders where both strings have n-grams and combined as
+    ``(1 + beta^2) * P * R / (beta^2 * P + R)``.
 
     Args:
         hypothesis: Model output.
@@ -452,13 +398,15 @@ def chrf(hypothesis: str, reference: str, n: int = 6, beta: float = 2.0) -> floa
 
     Returns:
         chrF in [0, 100]; ``0.0`` when either string has no non-whitespace character.
+
+    Raises:
+        ValueError: Invalid parameters.
     """
-    _check_chrf_params(n, beta)
-    return _chrf_from_statistics(_chrf_statistics(hypothesis, reference, n), beta)
+    return float(_chrf_metric(n, beta).sentence_score(hypothesis, [reference]).score)
 
 
 def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str], n: int = 6, beta: float = 2.0) -> float:
-    """Corpus-level chrF, as sacreBLEU's ``CHRF().corpus_score`` with one reference per hypothesis.
+    """Corpus-level chrF: sacreBLEU's ``CHRF().corpus_score`` with one reference per hypothesis.
 
     The n-gram counts of all pairs are summed per order first and the score is computed once from
     the totals; this is *not* the mean of sentence-level scores.
@@ -475,15 +423,10 @@ def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str], n: int = 6
     Raises:
         ValueError: Empty or mismatched inputs, or invalid parameters.
     """
-    _check_chrf_params(n, beta)
+    metric = _chrf_metric(n, beta)
     _check_same_length("hypotheses", hypotheses, "references", references)
     _check_non_empty("hypotheses", hypotheses)
-    totals = [[0, 0, 0] for _ in range(n)]
-    for hypothesis, reference in zip(hypotheses, references, strict=True):
-        for total, counts in zip(totals, _chrf_statistics(hypothesis, reference, n), strict=True):
-            for k in range(3):
-                total[k] += counts[k]
-    return _chrf_from_statistics([(h, r, m) for h, r, m in totals], beta)
+    return float(metric.corpus_score(list(hypotheses), [list(references)]).score)
 
 
 def format_compliance(
@@ -569,38 +512,6 @@ def empty_or_refused(texts: Sequence[str]) -> float:
     return sum(1 for text in texts if is_empty_or_refused(text)) / len(texts)
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile with linear interpolation (numpy's default ``method="linear"``).
-
-    With the values sorted as ``x[0] <= ... <= x[n-1]`` and ``h = (n - 1) * q / 100``, the result is
-    ``x[floor(h)] + (h - floor(h)) * (x[floor(h) + 1] - x[floor(h)])``.
-
-    Args:
-        values: The sample (any order).
-        q: Percentile in [0, 100].
-
-    Returns:
-        The interpolated percentile.
-
-    Raises:
-        ValueError: ``values`` is empty or ``q`` is outside [0, 100].
-    """
-    _check_non_empty("values", values)
-    if not 0 <= q <= 100:
-        raise ValueError("q must be in [0, 100]")
-    return _sorted_percentile(sorted(values), q)
-
-
-def _sorted_percentile(ordered: Sequence[float], q: float) -> float:
-    """:func:`percentile` on already sorted, non-empty values."""
-    h = (len(ordered) - 1) * q / 100
-    lo = math.floor(h)
-    if lo + 1 >= len(ordered):
-        return float(ordered[-1])
-    frac = h - lo
-    return float(ordered[lo] + frac * (ordered[lo + 1] - ordered[lo]))
-
-
 def latency_summary(latencies_s: Sequence[float]) -> dict[str, float]:
     """Median, 95th percentile and mean of per-request latencies.
 
@@ -608,18 +519,15 @@ def latency_summary(latencies_s: Sequence[float]) -> dict[str, float]:
         latencies_s: Latency per request, in seconds.
 
     Returns:
-        ``{"p50": ..., "p95": ..., "mean": ...}`` in seconds (linear-interpolation percentiles).
+        ``{"p50": ..., "p95": ..., "mean": ...}`` in seconds (numpy's linear-interpolation percentiles).
 
     Raises:
         ValueError: ``latencies_s`` is empty.
     """
     _check_non_empty("latencies_s", latencies_s)
-    ordered = sorted(latencies_s)
-    return {
-        "p50": _sorted_percentile(ordered, 50),
-        "p95": _sorted_percentile(ordered, 95),
-        "mean": _mean(ordered),
-    }
+    values = np.asarray(latencies_s, dtype=float)
+    p50, p95 = np.percentile(values, [50, 95])
+    return {"p50": float(p50), "p95": float(p95), "mean": math.fsum(values.tolist()) / len(values)}
 
 
 def token_cost(prompt_tokens: Sequence[int], output_tokens: Sequence[int]) -> dict[str, float]:
@@ -672,27 +580,26 @@ class PairedComparison:
     better: bool
 
 
-def _check_bootstrap_params(confidence: float, resamples: int) -> None:
-    """Validate bootstrap parameters."""
+def _resampled_means(
+    values: Sequence[float], confidence: float, resamples: int, seed: int
+) -> tuple[np.ndarray, float, float]:
+    """Means of ``resamples`` draws with replacement of ``len(values)`` values, and their central
+    ``confidence`` percentile interval."""
     if not 0 < confidence < 1:
         raise ValueError("confidence must be in (0, 1)")
     if resamples < 1:
         raise ValueError("resamples must be at least 1")
-
-
-def _bootstrap_statistics(
-    n: int, statistic: Callable[[list[int]], float], resamples: int, seed: int
-) -> list[float]:
-    """``statistic`` of ``resamples`` index lists drawn with replacement from ``range(n)``, sorted."""
-    rng = random.Random(seed)
-    population = range(n)
-    return sorted(statistic(rng.choices(population, k=n)) for _ in range(resamples))
-
-
-def _interval(ordered: Sequence[float], confidence: float) -> tuple[float, float]:
-    """Central percentile interval of sorted bootstrap statistics."""
-    alpha = 1 - confidence
-    return _sorted_percentile(ordered, 100 * alpha / 2), _sorted_percentile(ordered, 100 * (1 - alpha / 2))
+    data = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    # Index rows drawn in chunks of about a million, so memory stays near 8 MB for a large evaluation.
+    step = max(1, 1_000_000 // len(data))
+    for start in range(0, resamples, step):
+        stop = min(start + step, resamples)
+        means[start:stop] = data[rng.integers(0, len(data), size=(stop - start, len(data)))].mean(axis=1)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return means, float(low), float(high)
 
 
 def bootstrap_ci(
@@ -708,7 +615,7 @@ def bootstrap_ci(
         per_example_scores: One score per example.
         confidence: Coverage of the interval, in (0, 1).
         resamples: Number of bootstrap resamples.
-        seed: Seed for ``random.Random``; equal seeds give equal intervals.
+        seed: Seed of the resampling; equal seeds give equal intervals.
 
     Returns:
         ``(low, high)``.
@@ -717,10 +624,8 @@ def bootstrap_ci(
         ValueError: Empty scores or invalid parameters.
     """
     _check_non_empty("per_example_scores", per_example_scores)
-    _check_bootstrap_params(confidence, resamples)
-    scores = [float(s) for s in per_example_scores]
-    means = _bootstrap_statistics(len(scores), lambda idx: _mean([scores[i] for i in idx]), resamples, seed)
-    return _interval(means, confidence)
+    _, low, high = _resampled_means(per_example_scores, confidence, resamples, seed)
+    return low, high
 
 
 def paired_bootstrap(
@@ -742,7 +647,7 @@ def paired_bootstrap(
         scores_b: Per-example scores of the candidate system B.
         confidence: Coverage of the interval, in (0, 1).
         resamples: Number of bootstrap resamples.
-        seed: Seed for ``random.Random``.
+        seed: Seed of the resampling.
 
     Returns:
         A :class:`PairedComparison`.
@@ -752,59 +657,12 @@ def paired_bootstrap(
     """
     _check_same_length("scores_a", scores_a, "scores_b", scores_b)
     _check_non_empty("scores_a", scores_a)
-    _check_bootstrap_params(confidence, resamples)
     diffs = [float(b) - float(a) for a, b in zip(scores_a, scores_b, strict=True)]
-    means = _bootstrap_statistics(len(diffs), lambda idx: _mean([diffs[i] for i in idx]), resamples, seed)
-    low, high = _interval(means, confidence)
+    means, low, high = _resampled_means(diffs, confidence, resamples, seed)
     return PairedComparison(
-        mean_diff=_mean(diffs),
+        mean_diff=math.fsum(diffs) / len(diffs),
         ci_low=low,
         ci_high=high,
-        p_value=sum(1 for m in means if m <= 0) / resamples,
+        p_value=float(np.count_nonzero(means <= 0)) / resamples,
         better=low > 0,
     )
-
-
-def macro_f1_bootstrap_ci(
-    gold: Sequence[str],
-    pred: Sequence[str | None],
-    labels: Sequence[str],
-    *,
-    confidence: float = 0.95,
-    resamples: int = 2000,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of macro-F1.
-
-    Macro-F1 is not a mean of per-example scores, so each resample draws examples with replacement
-    and recomputes macro-F1 exactly as :func:`classification_report` does (labels absent from both
-    the resampled gold and predictions are excluded from that resample's average).
-
-    Args:
-        gold: Gold label per example.
-        pred: Predicted label per example (``None`` or out-of-set labels count as invalid).
-        labels: The closed label set.
-        confidence: Coverage of the interval, in (0, 1).
-        resamples: Number of bootstrap resamples.
-        seed: Seed for ``random.Random``.
-
-    Returns:
-        ``(low, high)``.
-
-    Raises:
-        ValueError: Invalid inputs (as :func:`classification_report`) or parameters.
-    """
-    label_tuple = _validated_labels(gold, pred, labels)
-    _check_bootstrap_params(confidence, resamples)
-    allowed = set(label_tuple)
-    gold_list = list(gold)
-    pred_list = [p if p is not None and p in allowed else None for p in pred]
-
-    def statistic(indices: list[int]) -> float:
-        support = Counter(gold_list[i] for i in indices)
-        predicted = Counter(pred_list[i] for i in indices)
-        tp = Counter(gold_list[i] for i in indices if gold_list[i] == pred_list[i])
-        counts = {label: predicted[label] for label in label_tuple}
-        return _macro_f1_from_counts(label_tuple, tp, counts, support)[0]
-
-    return _interval(_bootstrap_statistics(len(gold_list), statistic, resamples, seed), confidence)

@@ -56,11 +56,6 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def template_names() -> list[str]:
-    """Names of every message/view template (partials start with an underscore)."""
-    return sorted(p.name for p in template_dir().glob("*.json.j2") if not p.name.startswith("_"))
-
-
 def render(template: str, /, surface: str = "message", **context: Any) -> dict[str, Any]:
     """Render `template` with `context` into a Slack payload.
 

@@ -15,7 +15,6 @@ from runner.data.agreement import (
     agreement_summary,
     cohens_kappa,
     consensus,
-    fleiss_kappa,
     krippendorff_alpha,
     percent_agreement,
 )
@@ -24,18 +23,6 @@ from runner.data.agreement import (
 def two_rater_units(pairs: list[tuple[str, str]]) -> dict[int, dict[str, str]]:
     """Items 0..n-1 rated by raters "a" and "b"."""
     return {i: {"a": x, "b": y} for i, (x, y) in enumerate(pairs)}
-
-
-def table_units(rows: list[dict[str, int]]) -> dict[int, dict[str, str]]:
-    """Build units from a Fleiss-style table: one row per item, label -> number of raters."""
-    units: dict[int, dict[str, str]] = {}
-    for item, row in enumerate(rows):
-        votes: dict[str, str] = {}
-        for label, count in row.items():
-            for _ in range(count):
-                votes[f"r{len(votes)}"] = label
-        units[item] = votes
-    return units
 
 
 # ------------------------------------------------------------------------------------------------
@@ -116,58 +103,6 @@ def test_cohen_total_disagreement_is_negative() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Fleiss
-# ------------------------------------------------------------------------------------------------
-
-
-def test_fleiss_small_table_by_hand() -> None:
-    # 4 items x 3 raters, labels a/b:
-    #   item1: a a a -> sum n^2 = 9 -> P = (9 - 3) / (3*2) = 1
-    #   item2: a a b -> 4 + 1 = 5  -> P = (5 - 3) / 6 = 1/3
-    #   item3: b b a -> 1/3
-    #   item4: b b b -> 1
-    # P_bar = (1 + 1/3 + 1/3 + 1) / 4 = 2/3
-    # p_a = (3 + 2 + 1 + 0) / 12 = 1/2, p_b = 1/2 -> P_e = 1/4 + 1/4 = 1/2
-    # kappa = (2/3 - 1/2) / (1 - 1/2) = (1/6) / (1/2) = 1/3
-    units = table_units([{"a": 3}, {"a": 2, "b": 1}, {"b": 2, "a": 1}, {"b": 3}])
-    assert fleiss_kappa(units) == pytest.approx(1 / 3)
-
-
-def test_fleiss_wikipedia_table() -> None:
-    # Wikipedia "Fleiss' kappa" worked example: 10 subjects, 14 raters, 5 categories -> 0.210.
-    rows = [
-        [0, 0, 0, 0, 14],
-        [0, 2, 6, 4, 2],
-        [0, 0, 3, 5, 6],
-        [0, 3, 9, 2, 0],
-        [2, 2, 8, 1, 1],
-        [7, 7, 0, 0, 0],
-        [3, 2, 6, 3, 0],
-        [2, 5, 3, 2, 2],
-        [6, 5, 2, 1, 0],
-        [0, 2, 2, 3, 7],
-    ]
-    units = table_units([{str(j + 1): n for j, n in enumerate(row) if n} for row in rows])
-    assert fleiss_kappa(units, labels=["1", "2", "3", "4", "5"]) == pytest.approx(0.210, abs=5e-4)
-
-
-def test_fleiss_uses_only_modal_count_items() -> None:
-    units = table_units([{"a": 3}, {"a": 2, "b": 1}, {"b": 2, "a": 1}, {"b": 3}])
-    # Items with 2 votes (not the modal 3) are ignored, whatever they contain.
-    units[100] = {"r0": "a", "r1": "b"}
-    units[101] = {"r0": "b", "r1": "a"}
-    assert fleiss_kappa(units) == pytest.approx(1 / 3)
-
-
-def test_fleiss_edge_cases() -> None:
-    assert fleiss_kappa({}) is None
-    assert fleiss_kappa({1: {"a": "x"}, 2: {"a": "y"}}) is None  # modal count 1
-    assert fleiss_kappa(table_units([{"a": 3}, {"a": 3}])) == 1.0  # single label: P_e = 1
-    with pytest.raises(ValueError):
-        fleiss_kappa(table_units([{"a": 2}, {"c": 2}]), labels=["a", "b"])
-
-
-# ------------------------------------------------------------------------------------------------
 # Krippendorff
 # ------------------------------------------------------------------------------------------------
 
@@ -229,7 +164,6 @@ def test_krippendorff_degenerate() -> None:
 def test_perfect_agreement_everywhere_is_one() -> None:
     units = {i: {"a": lab, "b": lab, "c": lab} for i, lab in enumerate(["x", "y", "z", "x", "y"])}
     assert cohens_kappa(units, "a", "b") == 1.0
-    assert fleiss_kappa(units) == 1.0
     assert krippendorff_alpha(units) == 1.0
     assert percent_agreement(units) == 1.0
 
@@ -333,7 +267,6 @@ def relabel(units: dict[int, dict[str, str]], mapping: dict[str, str]) -> dict[i
 def test_coefficients_are_at_most_one(units: dict[int, dict[str, str]]) -> None:
     for value in (
         cohens_kappa(units, "r1", "r2"),
-        fleiss_kappa(units),
         krippendorff_alpha(units),
     ):
         assert value is None or (math.isfinite(value) and value <= 1 + 1e-12)
@@ -357,7 +290,6 @@ def test_invariant_under_consistent_relabeling(
 ) -> None:
     renamed = relabel(units, dict(zip(LABELS, new_names, strict=True)))
     assert cohens_kappa(renamed, "r1", "r3") == cohens_kappa(units, "r1", "r3")
-    assert fleiss_kappa(renamed) == fleiss_kappa(units)
     assert krippendorff_alpha(renamed) == krippendorff_alpha(units)
     assert percent_agreement(renamed) == percent_agreement(units)
     assert agreement_summary(renamed) == agreement_summary(units)

@@ -1,4 +1,4 @@
-"""Unit and property tests for the evaluation metrics (runner/metrics.py).
+"""Unit and property tests for the evaluation metrics (runner/ml/metrics.py).
 
 Expected values are worked out by hand in comments next to each assertion.
 """
@@ -6,7 +6,6 @@ Expected values are worked out by hand in comments next to each assertion.
 from __future__ import annotations
 
 import math
-import random
 from typing import Any
 
 import pytest
@@ -27,9 +26,7 @@ from runner.ml.metrics import (
     format_compliance,
     is_empty_or_refused,
     latency_summary,
-    macro_f1_bootstrap_ci,
     paired_bootstrap,
-    percentile,
     regressions,
     token_cost,
 )
@@ -387,23 +384,6 @@ def test_empty_or_refused() -> None:
         empty_or_refused([])
 
 
-def test_percentile_linear_interpolation() -> None:
-    values = [35, 15, 50, 20, 40]  # sorted: 15 20 35 40 50, n = 5
-    # q = 40: h = (5 - 1) * 0.40 = 1.6 -> x[1] + 0.6 * (x[2] - x[1]) = 20 + 0.6 * 15 = 29.
-    assert percentile(values, 40) == pytest.approx(29.0)
-    # q = 50: h = 2.0 -> x[2] = 35.
-    assert percentile(values, 50) == pytest.approx(35.0)
-    # q = 95: h = 3.8 -> 40 + 0.8 * 10 = 48.
-    assert percentile(values, 95) == pytest.approx(48.0)
-    assert percentile(values, 0) == 15.0
-    assert percentile(values, 100) == 50.0
-    assert percentile([7.5], 30) == 7.5
-    with pytest.raises(ValueError):
-        percentile([], 50)
-    with pytest.raises(ValueError):
-        percentile([1, 2], 101)
-
-
 def test_latency_summary() -> None:
     # sorted 1 2 3 4 10: p50 h = 2 -> 3; p95 h = 3.8 -> 4 + 0.8 * 6 = 8.8; mean = 20 / 5 = 4.
     summary = latency_summary([10.0, 1.0, 3.0, 2.0, 4.0])
@@ -512,34 +492,6 @@ def test_paired_bootstrap_rejects_bad_input() -> None:
         paired_bootstrap([], [])
 
 
-def test_macro_f1_bootstrap_ci() -> None:
-    gold = GOLD * 5
-    pred = PRED * 5
-    low, high = macro_f1_bootstrap_ci(gold, pred, LABELS)
-    # Repeating the data keeps the point estimate: macro-F1 = 5/9.
-    assert classification_report(gold, pred, LABELS).macro_f1 == pytest.approx(5 / 9)
-    assert 0.0 <= low < 5 / 9 < high <= 1.0
-    assert macro_f1_bootstrap_ci(gold, pred, LABELS) == (low, high)
-    # Perfect predictions: every resample scores 1.
-    assert macro_f1_bootstrap_ci(gold, list(gold), LABELS) == (1.0, 1.0)
-    with pytest.raises(ValueError):
-        macro_f1_bootstrap_ci(["x"], ["x"], LABELS)
-
-
-def test_macro_f1_bootstrap_matches_a_direct_recomputation() -> None:
-    # Recompute the same resamples with classification_report to check the fast path.
-    gold = GOLD * 3
-    pred = PRED * 3
-    rng = random.Random(5)
-    stats = []
-    for _ in range(50):
-        idx = rng.choices(range(len(gold)), k=len(gold))
-        stats.append(classification_report([gold[i] for i in idx], [pred[i] for i in idx], LABELS).macro_f1)
-    stats.sort()
-    expected = (percentile(stats, 2.5), percentile(stats, 97.5))
-    assert macro_f1_bootstrap_ci(gold, pred, LABELS, resamples=50, seed=5) == pytest.approx(expected)
-
-
 # --------------------------------------------------------------------------------------------------
 # Properties
 # --------------------------------------------------------------------------------------------------
@@ -585,15 +537,6 @@ def test_chrf_in_range(hypothesis_text: str, reference: str) -> None:
     assert 0.0 <= score <= 100.0 + 1e-9
     if hypothesis_text.split():
         assert chrf(hypothesis_text, hypothesis_text) == pytest.approx(100.0)
-
-
-@given(st.lists(st.floats(min_value=-1e6, max_value=1e6), min_size=1, max_size=30), st.floats(0, 100))
-def test_percentile_between_min_and_max_and_monotone(values: list[float], q: float) -> None:
-    result = percentile(values, q)
-    assert min(values) - 1e-6 <= result <= max(values) + 1e-6
-    assert percentile(values, 0) == min(values)
-    assert percentile(values, 100) == max(values)
-    assert percentile(values, min(q + 10, 100)) >= result - 1e-6
 
 
 @settings(max_examples=50)

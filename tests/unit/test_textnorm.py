@@ -134,6 +134,9 @@ def test_whitespace_normalisation() -> None:
         ("555-1234", "[PHONE]"),
         ("5551234567", "[PHONE]"),
         ("a@b.io or +49 30 1234567", "[EMAIL] or [PHONE]"),
+        ("020 7946 0958", "[PHONE]"),  # UK, national form with the trunk prefix
+        ("call 0151 12345678 now", "call [PHONE] now"),  # German mobile, national form
+        ("+1 555 123 4567 / +1 555 123 4567", "[PHONE] / [PHONE]"),
     ],
 )
 def test_redact_positives(raw: str, redacted: str) -> None:

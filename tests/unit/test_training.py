@@ -149,20 +149,19 @@ def test_default_config_is_valid() -> None:
 
 
 def test_validate_reports_every_problem_at_once() -> None:
-    config = TrainConfig(
-        base_model=" ",
-        epochs=0,
-        lr=0.0,
-        lora_r=0,
-        lora_dropout=1.0,
-        max_len=4096,
-        batch_tokens=1024,
-        warmup_ratio=1.5,
-        weight_decay=-0.1,
-        early_stopping_patience=-1,
-    )
     with pytest.raises(ValueError) as caught:
-        config.validate()
+        TrainConfig(
+            base_model=" ",
+            epochs=0,
+            lr=0.0,
+            lora_r=0,
+            lora_dropout=1.0,
+            max_len=4096,
+            batch_tokens=1024,
+            warmup_ratio=1.5,
+            weight_decay=-0.1,
+            early_stopping_patience=-1,
+        )
     message = str(caught.value)
     expected = [
         "base_model is empty",
