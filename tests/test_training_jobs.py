@@ -177,7 +177,7 @@ def test_the_reconciler_fails_runs_whose_worker_or_job_is_gone(engine, training_
         session.refresh(silent)
         session.refresh(lost)
     assert silent.status == lost.status == "failed"
-    assert "heartbeat" in silent.error and "no longer in Redis" in lost.error
+    assert "heartbeat" in silent.error and "not in Redis" in lost.error
 
 
 @pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
