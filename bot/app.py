@@ -6,20 +6,17 @@ The map from Slack ids to handlers reads in `bot/listeners/__init__.py`.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from redis import Redis
 from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
-from bot import inbox, listeners
+from bot import listeners
 from bot.deps import Deps
 from bot.directory import Directory
-from bot.http import request_kind
 from bot.inbox import InboxExecutor
 from bot.listeners import datasets
-from bot.metrics import LISTENER_ERRORS
 from bot.tally import Throttle
 from runner.core.config import Settings
 from runner.slack.client import make_client
@@ -31,6 +28,19 @@ def _same_token_notice(record: logging.LogRecord) -> bool:
     """Drop Bolt's notice that SLACK_BOT_TOKEN is unused when a client is given: the client we pass
     is built from that very token."""
     return "will be unused" not in record.getMessage()
+
+
+# Bolt logs these with the whole request body (a ``response_url``, the verification token, what
+# people typed); only their first words are kept.
+_BODY_CARRYING = ("Invalid request signature detected", "A global middleware")
+
+
+def _without_request_bodies(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    for start in _BODY_CARRYING:
+        if message.startswith(start):
+            record.msg, record.args = f"{start} (request body not logged)", None
+    return True
 
 
 def build_app(
@@ -47,6 +57,7 @@ def build_app(
     settings.refuse_oauth_variables()
     bolt_logger = logging.getLogger("ftbot.bolt")
     bolt_logger.addFilter(_same_token_notice)
+    bolt_logger.addFilter(_without_request_bodies)  # Bolt copies these onto its own loggers
     app = App(
         client=client or make_client(settings),
         signing_secret=settings.slack_signing_secret or "",
@@ -67,12 +78,4 @@ def build_app(
         redis=Redis.from_url(settings.redis_url),
     )
     listeners.register(app, deps)
-
-    @app.error
-    def count_and_log(error: Exception, body: dict[str, Any]) -> None:
-        kind = request_kind(body)
-        LISTENER_ERRORS.labels(listener=kind).inc()
-        log.error("listener failed", exc_info=error, extra={"request_kind": kind})
-        inbox.mark_failed(engine, body, error)
-
     return app

@@ -22,15 +22,18 @@ def make_wsgi_app(settings: Settings) -> Any:
     from bot.http import FtbotRequestHandler
     from bot.inbox import Sweeper
     from runner.core.db import make_engine
+    from runner.jobs.reconcile import DeployReconciler
 
     engine = make_engine(settings.sqlalchemy_url)
     app = build_app(settings, engine)
     Sweeper(app, engine, settings).start()  # replays events a crashed process left unfinished
+    DeployReconciler(engine, settings).start()  # settles deployments a crash or outage left half-way
     return FtbotRequestHandler(
         app,
         engine,
         redis=Redis.from_url(settings.redis_url),
         queues=settings.ftbot_queues,
+        settings=settings,
     )
 
 

@@ -152,7 +152,11 @@ def start_bot(settings: Settings, engine: Engine, emulator: SlackEmulator) -> Ru
         "127.0.0.1",
         0,
         FtbotRequestHandler(
-            app, engine, redis=Redis.from_url(settings.redis_url), queues=settings.ftbot_queues
+            app,
+            engine,
+            redis=Redis.from_url(settings.redis_url),
+            queues=settings.ftbot_queues,
+            settings=settings,
         ),
         server_class=_ThreadingWSGIServer,
         handler_class=_QuietHandler,

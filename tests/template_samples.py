@@ -281,6 +281,7 @@ SAMPLES.update(
                     "previous": None,
                     "by": "UALICE",
                     "reason": "",
+                    "revision": 1,
                 }
             },
             {
@@ -291,14 +292,63 @@ SAMPLES.update(
                     "previous": 2,
                     "by": "UCAROL",
                     "reason": LONG * 8,
+                    "revision": 3,
                 }
             },
         ],
+        "promote_again.json.j2": [
+            {
+                "text": "v3 was rolled back by <@UCAROL> on 2026-12-01 10:00: latency doubled. It serves "
+                "again only if you promote it by name and confirm.",
+                "project": "ticket-router",
+                "version": 3,
+                "note": "v3 was rolled back by <@UCAROL> on 2026-12-01 10:00: latency doubled",
+                "production_version": 2,
+                "production_revision": 4,
+            },
+            {
+                "text": LONG * 8,
+                "project": "p" * 64,
+                "version": 123456,
+                "note": LONG,
+                "production_version": None,
+                "production_revision": 0,
+            },
+        ],
+        "deploy_reconciled.json.j2": [
+            {
+                "project": "ticket-router",
+                "outcome": outcome,
+                "action": "rollback",
+                "version": 2,
+                "production": 3,
+                "who": "<@UCAROL>",
+                "detail": "not done: interrupted before it was committed",
+            }
+            for outcome in ("reverted", "finished", "redeployed", "stuck")
+        ]
+        + [
+            {
+                "project": "p" * 64,
+                "outcome": "stuck",
+                "action": "promote",
+                "version": 123456,
+                "production": None,
+                "who": "cli:someone",
+                "detail": LONG * 8,
+            }
+        ],
         "audit.json.j2": [
-            {"project": "ticket-router", "rows": []},
+            {"project": "ticket-router", "rows": [], "details_hidden": False},
             {
                 "project": "ticket-router",
                 "rows": [f"• 2026-11-28 10:00 <@UBOB> rollback v2 :no_entry: refused — {LONG}"] * 30,
+                "details_hidden": False,
+            },
+            {
+                "project": "ticket-router",
+                "rows": ["• 2026-11-28 10:00 <@UBOB> rollback v2 :no_entry: refused"] * 30,
+                "details_hidden": True,
             },
         ],
     }
@@ -321,6 +371,7 @@ EVAL = {
     "latency": {"base": 0.8, "production": 0.7, "candidate": 0.7},
     "schema": {"base": 0.1, "production": 1.0, "candidate": 1.0},
     "status": "candidate",
+    "production_revision": 3,
 }
 SAMPLES["eval_summary.json.j2"] = [
     EVAL,
@@ -331,5 +382,7 @@ SAMPLES["eval_summary.json.j2"] = [
         "delta_production": None,
         "regressions": [f"label{i}: 0.90 → 0.70" for i in range(30)],
         "verdict": {"promote": False, "reason": LONG * 10},
+        "production_revision": None,
     },
+    {**EVAL, "status": "rolled_back", "project": "p" * 64, "version": 123456, "production_version": 123455},
 ]

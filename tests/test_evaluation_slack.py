@@ -109,8 +109,9 @@ def test_train_evaluate_promote_and_roll_back_from_chat(
     emulator.wait_for(lambda: announcement(emulator, "rolled back ticket-router"), what="rollback announced")
     emulator.wait_for(
         lambda: any(
-            "no longer in production" in e["text"] or "changed by someone else" in e["text"]
+            words in e["text"]
             for e in emulator.ephemerals()
+            for words in ("out of date", "changed by someone else", "being deployed right now")
         ),
         what="the second press explained",
     )

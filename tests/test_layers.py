@@ -40,7 +40,7 @@ SERVE_AND_REPORT = textwrap.dedent(
         engine = make_engine(settings.sqlalchemy_url)
         upgrade(engine)
         app = build_app(settings, engine, client=WebClient(token="xoxb-test", base_url=emulator.base_url))
-        server = make_server("127.0.0.1", 0, FtbotRequestHandler(app, engine))
+        server = make_server("127.0.0.1", 0, FtbotRequestHandler(app, engine, settings=settings))
         threading.Thread(target=server.serve_forever, daemon=True).start()
         slack = SlackPeople(f"http://127.0.0.1:{server.server_port}/slack/events", "s", emulator)
         statuses = [slack.slash("help").status]

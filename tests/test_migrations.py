@@ -16,6 +16,8 @@ from sqlmodel import SQLModel
 from runner.core.db import downgrade, make_engine, session_scope, upgrade
 from runner.core.models import (
     DeployAction,
+    Deployment,
+    DeployState,
     EventStatus,
     Interview,
     InterviewStatus,
@@ -167,4 +169,57 @@ def test_the_migration_can_be_reverted(empty_engine):
             text("SELECT p.labels_json, s.stats_json FROM project p JOIN snapshot s ON s.project_id = p.id")
         ).one()
         assert '"billing"' in labels and '"kappa"' in stats
+    upgrade(empty_engine)
+
+
+def test_0006_marks_versions_rolled_back_from_and_keeps_every_move(empty_engine):
+    upgrade(empty_engine, "0004")
+    with empty_engine.begin() as conn:
+        for statement in ROWS_AT_0004:
+            conn.execute(text(statement))
+    upgrade(empty_engine, "0005")
+    with empty_engine.begin() as conn:  # v2 was rolled back to v1; a run's message was posted
+        conn.execute(
+            text(
+                "INSERT INTO deployment (project_id, action, version_id, previous_version_id, by, reason, "
+                "revision, at) VALUES (1, 'rollback', 1, 2, 'U9', 'errors', 3, CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(text("UPDATE production_alias SET version_id = 1, revision = 3"))
+        conn.execute(text("UPDATE training_run SET status_ts = '1700000000.000300'"))
+    upgrade(empty_engine)
+    with session_scope(empty_engine) as session:
+        project = projects.get_project(session, "router")
+        found = {v.number: v.status for v in versions.versions(session, project)}
+        assert found == {1: VersionStatus.CANDIDATE, 2: VersionStatus.ROLLED_BACK, 3: VersionStatus.DISCARDED}
+        moves = versions.history(session, project)
+        assert [(d.action, d.state, d.reason) for d in reversed(moves)] == [
+            (DeployAction.PROMOTE, DeployState.DONE, ""),
+            (DeployAction.PROMOTE, DeployState.DONE, "better"),
+            (DeployAction.ROLLBACK, DeployState.DONE, "errors"),
+        ]
+        assert versions.alias(session, project).pending_id is None
+        run = session.get(TrainingRun, 1)
+        assert run is not None and run.shown_status == "finished"
+        # Lineage over the migrated history: v1 was first promoted with nothing before it.
+        assert versions.previous_production(session, project) is None
+        # The new columns and values take writes as the code makes them.
+        session.add(
+            Deployment(
+                project_id=1,
+                action=DeployAction.PROMOTE,
+                version_id=2,
+                previous_version_id=1,
+                by="U1",
+                state=DeployState.FAILED,
+                detail="not done: the deploy hook exited 1",
+            )
+        )
+
+    downgrade(empty_engine, "0005")
+    with empty_engine.connect() as conn:
+        statuses = dict(conn.execute(text("SELECT number, status FROM model_version")).all())
+        moves = conn.execute(text("SELECT action, reason FROM deployment ORDER BY id")).all()
+    assert statuses == {1: "candidate", 2: "candidate", 3: "discarded"}
+    assert [tuple(m) for m in moves] == [("promote", ""), ("promote", "better"), ("rollback", "errors")]
     upgrade(empty_engine)

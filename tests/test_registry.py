@@ -15,79 +15,36 @@ import pytest
 from runner.core import audit
 from runner.core.db import session_scope
 from runner.core.exceptions import DeployHookError, RegistryError, StaleRegistryAction
-from runner.core.models import ModelVersion, Snapshot, VersionStatus
+from runner.core.models import VersionStatus
+from runner.core.policy import Person
 from runner.data import projects
 from runner.registry import versions
-
-
-def make_project_with_versions(engine, settings, count: int = 3) -> None:
-    """A project with `count` registered candidate versions (adapter folders on disk)."""
-    with session_scope(engine) as session:
-        project = projects.create_project(
-            session,
-            projects.ProjectSpec(
-                name="ticket-router",
-                task_type="classification",
-                label_lines="billing\nother",
-                reviewers=["UALICE"],
-            ),
-            owner_id="UALICE",
-            channel_id="CGENERAL",
-        )
-        project.root_ts = "1700000000.000100"
-        session.add(project)
-        session.add(Snapshot(id="f" * 64, project_id=project.id))
-        session.commit()
-        for number in range(1, count + 1):
-            folder = Path(settings.ftbot_data_dir) / "artifacts" / "ticket-router" / f"v{number}"
-            folder.mkdir(parents=True)
-            (folder / "adapter_config.json").write_text("{}")
-            session.add(
-                ModelVersion(
-                    project_id=project.id,
-                    number=number,
-                    snapshot_id="f" * 64,
-                    base_model="tiny",
-                    artifact_path=str(folder),
-                    config={},
-                )
-            )
-        session.commit()
-
-
-def state(engine) -> tuple[int | None, dict[int, str]]:
-    with session_scope(engine) as session:
-        project = projects.get_project(session, "ticket-router")
-        current = versions.production(session, project)
-        return (
-            current.number if current else None,
-            {v.number: versions.status_of(session, v) for v in versions.versions(session, project)},
-        )
+from tests.registry_support import make_project_with_versions, move, state
 
 
 def test_promote_then_rollback_moves_the_alias_and_writes_the_manifest(engine, settings):
     make_project_with_versions(engine, settings)
-    with session_scope(engine) as session:
-        project = projects.get_project(session, "ticket-router")
-        versions.promote(session, settings, project, 1, by="UALICE")
-        versions.promote(session, settings, project, 2, by="UALICE")
-        assert versions.production(session, project).number == 2
-        move = versions.rollback(session, settings, project, by="UONCALL", reason="error rate up")
-    assert (move.version, move.previous) == (1, 2)
-    assert state(engine) == (1, {1: "production", 2: "retired", 3: "candidate"})
+    move(engine, settings, "promote", 1, by="UALICE")
+    move(engine, settings, "promote", 2, by="UALICE")
+    assert state(engine)[0] == 2
+    moved = move(engine, settings, "rollback", by="UONCALL", reason="error rate up")
+    assert (moved.version, moved.previous) == (1, 2)
+    assert state(engine) == (1, {1: "production", 2: "rolled_back", 3: "candidate"})
     manifest = json.loads((Path(settings.ftbot_data_dir) / "deploy" / "ticket-router.json").read_text())
     assert (
         manifest["version"] == 1
         and manifest["adapter_path"].endswith("/v1")
         and manifest["action"] == "rollback"
+        and manifest["revision"] == moved.revision == 3
     )
     with session_scope(engine) as session:
         project = projects.get_project(session, "ticket-router")
-        log = [(d.action, d.by, d.reason) for d in reversed(versions.history(session, project))]
+        log = [(d.action, d.by, d.reason, d.state) for d in reversed(versions.history(session, project))]
+        assert versions.alias(session, project).pending_id is None
     assert log == [
-        ("promote", "UALICE", ""),
-        ("promote", "UALICE", ""),
-        ("rollback", "UONCALL", "error rate up"),
+        ("promote", "UALICE", "", "done"),
+        ("promote", "UALICE", "", "done"),
+        ("rollback", "UONCALL", "error rate up", "done"),
     ]
 
 
@@ -114,43 +71,37 @@ def test_ftbot_versions_tells_which_version_serves(engine, settings, database_ur
 
 def test_rollback_to_a_named_version_and_the_refusals(engine, settings):
     make_project_with_versions(engine, settings)
-    with session_scope(engine) as session:
-        project = projects.get_project(session, "ticket-router")
-        with pytest.raises(RegistryError, match="no version in production"):
-            versions.rollback(session, settings, project, by="U")
-        versions.promote(session, settings, project, 1, by="U")
-        with pytest.raises(RegistryError, match="nothing before it"):
-            versions.rollback(session, settings, project, by="U")
-        versions.promote(session, settings, project, 3, by="U")
-        versions.discard(session, project, 2, by="U")
-        with pytest.raises(RegistryError, match="discarded"):
-            versions.promote(session, settings, project, 2, by="U")
-        with pytest.raises(RegistryError, match="no v9"):
-            versions.rollback(session, settings, project, by="U", to=9)
-        versions.rollback(session, settings, project, by="U", to=1)
-        with pytest.raises(StaleRegistryAction, match="already in production"):
-            versions.rollback(session, settings, project, by="U", to=1)
-    assert state(engine) == (1, {1: "production", 2: "discarded", 3: "retired"})
+    with pytest.raises(RegistryError, match="no version in production"):
+        move(engine, settings, "rollback")
+    move(engine, settings, "promote", 1)
+    with pytest.raises(RegistryError, match="Nothing to roll back to"):
+        move(engine, settings, "rollback")
+    move(engine, settings, "promote", 3)
+    versions.request_discard(
+        engine, settings, Person("U", operator=True), project_name="ticket-router", number=2
+    )
+    with pytest.raises(RegistryError, match="discarded"):
+        move(engine, settings, "promote", 2)
+    with pytest.raises(RegistryError, match="no v9"):
+        move(engine, settings, "rollback", 9)
+    move(engine, settings, "rollback", 1)
+    with pytest.raises(StaleRegistryAction, match="already in production"):
+        move(engine, settings, "rollback", 1)
+    assert state(engine) == (1, {1: "production", 2: "discarded", 3: "rolled_back"})
 
 
 def test_two_concurrent_rollbacks_from_the_same_summary_roll_back_once(engine, settings):
     make_project_with_versions(engine, settings)
-    with session_scope(engine) as session:
-        project = projects.get_project(session, "ticket-router")
-        for number in (1, 2, 3):
-            versions.promote(session, settings, project, number, by="U")
+    for number in (1, 2, 3):
+        move(engine, settings, "promote", number)
     outcomes: list[object] = []
     barrier = threading.Barrier(2)
 
     def press(user: str) -> None:
         barrier.wait()
         try:
-            with session_scope(engine) as session:
-                project = projects.get_project(session, "ticket-router")
-                outcomes.append(
-                    versions.rollback(session, settings, project, by=user, expected=versions.Seen(3))
-                )
-        except StaleRegistryAction as exc:
+            outcomes.append(move(engine, settings, "rollback", by=user, expected=versions.Seen(3, 3)))
+        except RegistryError as exc:  # stale, or the other press still deploying
             outcomes.append(exc)
 
     threads = [threading.Thread(target=press, args=(u,)) for u in ("UONE", "UTWO")]
@@ -159,33 +110,33 @@ def test_two_concurrent_rollbacks_from_the_same_summary_roll_back_once(engine, s
     for t in threads:
         t.join()
     moves = [o for o in outcomes if isinstance(o, versions.Move)]
-    stale = [o for o in outcomes if isinstance(o, StaleRegistryAction)]
-    assert len(moves) == 1 and len(stale) == 1
-    assert "no longer in production" in str(stale[0]) or "changed by someone else" in str(stale[0])
+    stale = [o for o in outcomes if isinstance(o, RegistryError)]
+    assert len(moves) == 1 and len(stale) == 1, outcomes
+    expected_words = ("out of date", "changed by someone else", "being deployed right now")
+    assert any(words in str(stale[0]) for words in expected_words), stale
     assert state(engine)[0] == 2  # one step back, not two
 
 
 def test_a_failing_deploy_hook_leaves_production_where_it_was(engine, settings, tmp_path):
     make_project_with_versions(engine, settings)
-    with session_scope(engine) as session:
-        project = projects.get_project(session, "ticket-router")
-        versions.promote(session, settings, project, 1, by="U")
+    move(engine, settings, "promote", 1)
     manifest = Path(settings.ftbot_data_dir) / "deploy" / "ticket-router.json"
     before = manifest.read_text()
     failing = settings.model_copy(update={"ftbot_deploy_hook": "echo serving system unreachable >&2; exit 3"})
-    with session_scope(engine) as session:
-        project = projects.get_project(session, "ticket-router")
-        with pytest.raises(DeployHookError, match="exited 3: serving system unreachable"):
-            versions.promote(session, failing, project, 2, by="U")
+    with pytest.raises(DeployHookError, match="exited 3: serving system unreachable"):
+        move(engine, failing, "promote", 2)
     assert state(engine) == (1, {1: "production", 2: "candidate", 3: "candidate"})
     assert manifest.read_text() == before
     assert [p.name for p in manifest.parent.iterdir()] == ["ticket-router.json"]  # no staged leftovers
+    with session_scope(engine) as session:
+        project = projects.get_project(session, "ticket-router")
+        attempts = [(d.state, d.detail) for d in versions.history(session, project, attempts=True)]
+        assert versions.alias(session, project).pending_id is None
+    assert attempts[0][0] == "failed" and "exited 3" in attempts[0][1]
 
     seen = tmp_path / "seen.json"
     working = settings.model_copy(update={"ftbot_deploy_hook": f'cp "$FTBOT_MANIFEST" {seen}'})
-    with session_scope(engine) as session:
-        project = projects.get_project(session, "ticket-router")
-        versions.promote(session, working, project, 2, by="U")
+    move(engine, working, "promote", 2)
     assert json.loads(seen.read_text())["version"] == 2 and state(engine)[0] == 2
 
 
@@ -209,12 +160,10 @@ def test_a_webhook_receives_the_manifest_and_its_failure_blocks_the_move(engine,
         update={"ftbot_deploy_hook": f"http://127.0.0.1:{server.server_port}/deploy"}
     )
     try:
-        with session_scope(engine) as session:
-            project = projects.get_project(session, "ticket-router")
-            with pytest.raises(DeployHookError, match="500"):
-                versions.promote(session, hooked, project, 1, by="U")
-            assert versions.production(session, project) is None
-            versions.promote(session, hooked, project, 1, by="U")
+        with pytest.raises(DeployHookError, match="500"):
+            move(engine, hooked, "promote", 1)
+        assert state(engine)[0] is None
+        move(engine, hooked, "promote", 1)
     finally:
         server.shutdown()
     assert [r["version"] for r in received] == [1, 1] and state(engine)[0] == 1
@@ -222,10 +171,8 @@ def test_a_webhook_receives_the_manifest_and_its_failure_blocks_the_move(engine,
 
 def test_slack_rollback_needs_on_call_and_every_attempt_is_audited(slack, emulator, engine, settings, bot):
     make_project_with_versions(engine, settings)
-    with session_scope(engine) as session:
-        project = projects.get_project(session, "ticket-router")
-        versions.promote(session, settings, project, 1, by="UALICE")
-        versions.promote(session, settings, project, 2, by="UALICE")
+    move(engine, settings, "promote", 1, by="UALICE")
+    move(engine, settings, "promote", 2, by="UALICE")
     emulator.add_usergroup("SONCALL", "oncall", ["UCAROL"])
     settings.ftbot_oncall = ("SONCALL",)  # the running bot reads the same settings object
 
@@ -255,9 +202,14 @@ def test_slack_rollback_needs_on_call_and_every_attempt_is_audited(slack, emulat
         entries = [
             (e.user_id, e.action, e.allowed) for e in reversed(audit.entries(session, project_id=project.id))
         ]
-    assert entries == [("UBOB", "rollback", False), ("UCAROL", "rollback", True)]
+    assert entries == [
+        ("UALICE", "promote", True),
+        ("UALICE", "promote", True),
+        ("UBOB", "rollback", False),
+        ("UCAROL", "rollback", True),
+    ]
 
 
 def test_version_statuses_are_the_documented_set():
     # Whether a version serves is the alias's alone; "production" and "retired" are derived from it.
-    assert {s.value for s in VersionStatus} == {"candidate", "discarded"}
+    assert {s.value for s in VersionStatus} == {"candidate", "discarded", "rolled_back"}

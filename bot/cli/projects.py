@@ -236,7 +236,11 @@ def import_cmd(project_name: str, file: Path, imported_by: str | None, as_json: 
     """
     with database() as session:
         found = projects.get_project(session, project_name)
-        report = import_file(session, found, file, imported_by=imported_by or whoami())
+        # Committed as it goes: an interrupted import keeps what it added, and running it again
+        # skips those rows and carries on.
+        report = import_file(
+            session, found, file, imported_by=imported_by or whoami(), checkpoint=session.commit
+        )
     if as_json:
         echo_json(report.to_dict())
     else:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 from redis import Redis
 
 from bot.cli.common import database, echo_json, engine, migrated, operator, settings, version_number
+from runner.core.exceptions import RolledBackVersion
 from runner.data import projects
 from runner.jobs import queues
+from runner.jobs.reconcile import reconcile_deploys, reconcile_once
 from runner.jobs.tasks import evaluate_and_report
 from runner.registry import versions
 
@@ -36,9 +39,20 @@ def versions_cmd(project_name: str, as_json: bool) -> None:
             }
             for v in versions.versions(session, found)
         ]
+        numbers = {v.id: v.number for v in versions.versions(session, found)}
         deployments = [
-            {"action": d.action, "version_id": d.version_id, "by": d.by, "reason": d.reason, "at": str(d.at)}
-            for d in versions.history(session, found)
+            {
+                "action": d.action,
+                "version": numbers.get(d.version_id),
+                "previous": numbers.get(d.previous_version_id),
+                "version_id": d.version_id,
+                "state": d.state,
+                "by": d.by,
+                "reason": d.reason,
+                "detail": d.detail,
+                "at": str(d.at),
+            }
+            for d in versions.history(session, found, attempts=True)
         ]
     if as_json:
         echo_json({"project": project_name, "versions": rows, "deployments": deployments})
@@ -97,11 +111,36 @@ def eval_cmd(project_name: str, version: str, inline: bool, as_json: bool) -> No
     )
 
 
-def _registry_action(action: str, project_name: str, number: int | None, reason: str) -> None:
+def _registry_action(
+    action: str, project_name: str, number: int | None, reason: str, *, again: bool = False
+) -> None:
     with migrated() as db_engine:
-        move = versions.request_move(
-            db_engine, settings(), operator(), action, project_name=project_name, number=number, reason=reason
-        )
+        try:
+            move = versions.request_move(
+                db_engine,
+                settings(),
+                operator(),
+                action,
+                project_name=project_name,
+                number=number,
+                reason=reason,
+                again=again,
+            )
+        except RolledBackVersion as exc:
+            if action != "promote" or not sys.stdin.isatty():
+                hint = f"`ftbot promote {project_name} v{exc.version} --again`"
+                raise click.ClickException(f"{exc.note}. To serve it anyway: {hint}.") from exc
+            click.confirm(f"{exc.note}. Promote v{exc.version} again?", abort=True)
+            move = versions.request_move(
+                db_engine,
+                settings(),
+                operator(),
+                action,
+                project_name=project_name,
+                number=number,
+                reason=reason,
+                again=True,
+            )
     was = f"v{move.previous}" if move.previous else "none"
     click.echo(f"{project_name}: v{move.version} in production (was {was}); manifest {move.manifest}")
 
@@ -110,9 +149,14 @@ def _registry_action(action: str, project_name: str, number: int | None, reason:
 @click.argument("project_name", metavar="PROJECT")
 @click.argument("version", metavar="vN")
 @click.option("--reason", default="promoted from the command line", show_default=True)
-def promote(project_name: str, version: str, reason: str) -> None:
-    """Put version vN of PROJECT in production (writes the deployment manifest, calls the hook)."""
-    _registry_action("promote", project_name, version_number(version), reason)
+@click.option(
+    "--again",
+    is_flag=True,
+    help="Confirm promoting a version that production was rolled back from (asked for otherwise).",
+)
+def promote(project_name: str, version: str, reason: str, again: bool) -> None:
+    """Put version vN of PROJECT in production (calls the deploy hook, then writes the manifest)."""
+    _registry_action("promote", project_name, version_number(version), reason, again=again)
 
 
 @click.command()
@@ -120,8 +164,22 @@ def promote(project_name: str, version: str, reason: str) -> None:
 @click.argument("version", metavar="[vN]", required=False)
 @click.option("--reason", default="rolled back from the command line", show_default=True)
 def rollback(project_name: str, version: str | None, reason: str) -> None:
-    """Move PROJECT's production back to the previous version, or to vN."""
+    """Move PROJECT's production back to what served before the current version was first promoted
+    (skipping versions rolled back from), or to vN."""
     _registry_action("rollback", project_name, version_number(version) if version else None, reason)
 
 
-COMMANDS = [versions_cmd, eval_cmd, promote, rollback]
+@click.command()
+def reconcile() -> None:
+    """One reconcile pass, as bots and workers run every 30 s: settle deployments left half-way
+    (telling the deploy hook) and end runs whose job or worker is gone."""
+    config = settings()
+    with migrated() as db_engine:
+        outcomes = reconcile_deploys(db_engine, config)
+        ended = reconcile_once(Redis.from_url(config.redis_url))
+    for outcome in outcomes:
+        click.echo(f"{outcome.project}: {outcome.outcome} — {outcome.detail}")
+    click.echo(f"{len(outcomes)} deployment(s) settled, {len(ended)} run(s) ended")
+
+
+COMMANDS = [versions_cmd, eval_cmd, promote, rollback, reconcile]

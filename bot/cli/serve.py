@@ -30,9 +30,11 @@ def serve(socket: bool, host: str, port: int, workers: int, threads: int) -> Non
 
         from bot.app import build_app
         from bot.inbox import Sweeper
+        from runner.jobs.reconcile import DeployReconciler
 
         app = build_app(config, db_engine, socket_mode=True)
         Sweeper(app, db_engine, config).start()  # replays events a crashed process left unfinished
+        DeployReconciler(db_engine, config).start()  # settles deployments left half-way
         SocketModeHandler(app, config.slack_app_token).start()
         return
     from bot.server import run_gunicorn

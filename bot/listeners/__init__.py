@@ -15,7 +15,9 @@ from bot.listeners import commands, datasets, events, interview, middleware, reg
 
 def register(app: App, deps: Deps) -> None:
     app.middleware(middleware.provide(deps))
+    app.middleware(middleware.strip_nul_characters)
     app.middleware(middleware.handle_each_event_once)
+    app.error(middleware.error_seam(deps))
 
     # Events first: Bolt tries listeners in the order they were registered, running each one's
     # matchers, and reactions arrive in bursts of hundreds; ids below are matched only for the rest.

@@ -22,7 +22,9 @@ from bot.listeners import training as training_listeners
 from runner.core import audit
 from runner.core.db import session_scope
 from runner.core.exceptions import DatasetError
+from runner.core.models import AuditEntry
 from runner.core.policy import Action, decide
+from runner.core.redaction import redact
 from runner.data import gates, projects
 from runner.interview import interviews
 from runner.slack import payloads
@@ -181,23 +183,35 @@ def rollback(inv: Invocation) -> None:
     )
 
 
+def _audit_mark(entry: AuditEntry) -> str:
+    if not entry.allowed:
+        return " :no_entry: refused"
+    if entry.detail.startswith(("not done", "failed")):
+        return " :x: not done"
+    return " :white_check_mark:"
+
+
 def audit_log(inv: Invocation) -> None:
+    """The project's audit log; the details (reasons, errors) only for those the policy lets read
+    them (owners, trainers, on-call, admins), everyone else sees who did what and when."""
     name = _project_arg(inv, "audit <project>")
     if name is None:
         return
+    person = inv.deps.person(inv.client, inv.user_id)
     try:
         with session_scope(inv.deps.engine) as session:
             project = projects.get_project(session, name)
+            details = decide(inv.deps.settings, project, Action.READ_AUDIT, person).allowed
             rows = [
                 f"• {e.at:%Y-%m-%d %H:%M} {payloads.slack_person(e.user_id)} {e.action} {e.target}"
-                + (" :white_check_mark:" if e.allowed else " :no_entry: refused")
-                + (f" — {e.detail[:120]}" if e.detail else "")
+                + _audit_mark(e)
+                + (f" — {redact(e.detail)[:120]}" if e.detail and details else "")
                 for e in audit.entries(session, project_id=project.id, limit=30)
             ]
     except DatasetError as exc:
         _ephemeral(inv, payloads.notice(str(exc)))
         return
-    _ephemeral(inv, render("audit.json.j2", project=name, rows=rows))
+    _ephemeral(inv, payloads.audit_log(name, rows, details_hidden=not details))
 
 
 def show_help(inv: Invocation) -> None:

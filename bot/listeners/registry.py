@@ -3,6 +3,10 @@
 Promote and discard: project owners, ``FTBOT_TRAINERS`` and ``FTBOT_ADMINS``. Roll back: on-call
 (``FTBOT_ONCALL``: user ids and/or user groups) and admins. `runner.core.policy` decides and audits
 every attempt; every move is announced in the project's channel with who and why.
+
+Buttons carry the move they were drawn from (the alias revision) and where they were shown, so a
+stale button does nothing and says so, and the deployment history names the button really pressed.
+A button value that ftbot did not make is an error for the listener seam (audited and answered).
 """
 
 from __future__ import annotations
@@ -15,13 +19,20 @@ from slack_sdk import WebClient
 
 from bot.deps import Deps, deps_of
 from runner.core.db import session_scope
-from runner.core.exceptions import FtbotError
+from runner.core.exceptions import FtbotError, RolledBackVersion
 from runner.core.models import Project
 from runner.data import projects
 from runner.registry import versions
 from runner.registry.versions import Seen
 from runner.slack import payloads
 from runner.slack.client import call
+
+# Where a button was shown, for the deployment history ("from the evaluation summary of v3").
+SOURCES = {
+    "summary": "from the evaluation summary of v{of}",
+    "announcement": "from the promotion announcement of v{cur}",
+    "confirmation": "confirmed after a warning that v{v} had been rolled back",
+}
 
 
 def act(
@@ -35,6 +46,7 @@ def act(
     number: int | None = None,
     expected: Seen | None = None,
     reason: str = "",
+    again: bool = False,
 ) -> None:
     """Apply one registry action as `user_id`; the person hears back either way."""
     person = deps.person(client, user_id)
@@ -55,7 +67,11 @@ def act(
             number=number,
             reason=reason,
             expected=expected,
+            again=again,
         )
+    except RolledBackVersion as exc:
+        call(client, "chat_postEphemeral", channel=channel_id, user=user_id, **_promote_again(deps, exc))
+        return
     except FtbotError as exc:
         call(client, "chat_postEphemeral", channel=channel_id, user=user_id, **payloads.notice(str(exc)))
         return
@@ -65,20 +81,70 @@ def act(
     call(client, "chat_postMessage", channel=channel, **payloads.deployment(move))
 
 
+def _promote_again(deps: Deps, refused: RolledBackVersion) -> dict[str, Any]:
+    with session_scope(deps.engine) as session:
+        project = projects.get_project(session, refused.project)
+        serving = versions.production(session, project)
+        revision = versions.alias(session, project).revision
+    return payloads.promote_again(
+        refused.project,
+        refused.version,
+        refused.note,
+        production_version=serving.number if serving else None,
+        production_revision=revision,
+    )
+
+
+def button_value(body: dict[str, Any]) -> dict[str, Any]:
+    """The pressed button's value, as ftbot wrote it.
+
+    Raises:
+        ValueError: not a JSON object (the button was not made by ftbot).
+    """
+    value = json.loads(body["actions"][0].get("value") or "{}")
+    if not isinstance(value, dict):
+        raise ValueError("the button's value is not an object")
+    return value
+
+
+def _int(value: dict[str, Any], key: str) -> int | None:
+    raw = value.get(key)
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ValueError(f"the button's {key!r} is not a version number: {str(raw)[:40]!r}")
+    return raw
+
+
+def _reason(action: str, value: dict[str, Any]) -> str:
+    source = value.get("src")
+    if source not in SOURCES:  # drawn before buttons said where they were shown
+        if action == "rollback" and value.get("of") in (None, value.get("cur")):
+            source = "announcement"
+        else:
+            source = "summary"
+    numbers = {"v": value.get("v"), "cur": value.get("cur"), "of": value.get("of", value.get("v"))}
+    return SOURCES[str(source)].format(**numbers)
+
+
 def _button(action: str) -> Any:
     def handler(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
         ack()
-        value = json.loads(body["actions"][0].get("value") or "{}")
+        value = button_value(body)
+        project_name = value.get("p")
+        if not isinstance(project_name, str):
+            raise ValueError("the button names no project")
         act(
             deps_of(context),
             client,
             action=action,
-            project_name=str(value.get("p", "")),
+            project_name=project_name,
             user_id=body["user"]["id"],
             channel_id=(body.get("channel") or {}).get("id") or "",
-            number=value.get("v"),
-            expected=Seen(value.get("cur")),
-            reason=f"from the evaluation summary of v{value.get('of', value.get('v'))}",
+            number=_int(value, "v"),
+            expected=Seen(_int(value, "cur"), _int(value, "rev")),
+            reason=_reason(action, value),
+            again=bool(value.get("again")),
         )
 
     handler.__name__ = f"on_{action}_button"

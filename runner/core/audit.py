@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import Session, col, select
 
 from runner.core.models import AuditEntry
+from runner.core.redaction import redact
 
 
 def record(
@@ -17,14 +18,15 @@ def record(
     target: str = "",
     detail: str = "",
 ) -> AuditEntry:
-    """Append one entry to the caller's unit of work (`runner.core.policy.perform` writes them)."""
+    """Append one entry to the caller's unit of work (`runner.core.policy.perform` writes them).
+    Target and detail are redacted (`runner.core.redaction`): the log is read by people in Slack."""
     entry = AuditEntry(
         user_id=user_id,
         action=action,
         allowed=allowed,
         project_id=project_id,
-        target=target[:128],
-        detail=detail,
+        target=redact(target)[:128],
+        detail=redact(detail),
     )
     session.add(entry)
     return entry

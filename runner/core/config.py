@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, computed_field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from runner.core import redaction
 from runner.core.exceptions import ConfigError
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -77,6 +79,20 @@ class Settings(BaseSettings):
     ftbot_deploy_hook: str | None = Field(
         default=None, description="Command or http(s) URL called with the new deployment manifest"
     )
+    ftbot_deploy_hook_env: IdList = Field(
+        default=(), description="Variables passed on to a deploy hook command (it gets no others)"
+    )
+    ftbot_deploy_hook_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds a deploy hook may take before it counts as failed"
+    )
+    ftbot_enqueue_timeout: float = Field(
+        default=120.0,
+        ge=0,
+        description="Seconds a queued run may go without its job in Redis before it is failed",
+    )
+    ftbot_health_token: str | None = Field(
+        default=None, description="Bearer token for GET /healthz/details (else local requests only)"
+    )
     ftbot_directory_ttl: float = Field(default=60.0, description="Seconds user-group members are cached")
     ftbot_event_replay_after: float = Field(
         default=300.0,
@@ -89,7 +105,14 @@ class Settings(BaseSettings):
     slack_client_id: str | None = Field(default=None, description="Must stay unset (see below)")
     slack_client_secret: str | None = Field(default=None, description="Must stay unset (see below)")
 
-    @field_validator("ftbot_trainers", "ftbot_oncall", "ftbot_admins", "ftbot_queues", mode="before")
+    @field_validator(
+        "ftbot_trainers",
+        "ftbot_oncall",
+        "ftbot_admins",
+        "ftbot_queues",
+        "ftbot_deploy_hook_env",
+        mode="before",
+    )
     @classmethod
     def _ids(cls, value: object) -> tuple[str, ...]:
         return _split_ids(value)
@@ -98,6 +121,37 @@ class Settings(BaseSettings):
     @classmethod
     def _trailing_slash(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
+
+    def model_post_init(self, context: Any, /) -> None:
+        redaction.remember(self.secret_values())
+
+    def secret_values(self) -> list[str]:
+        """Every configured value that must never be shown: tokens, secrets, passwords in URLs, and
+        what the deploy hook is given from the environment."""
+        values = [
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.slack_client_secret,
+            self.ftbot_health_token,
+            *self.deploy_hook_environment().values(),
+        ]
+        for url in (self.database_url, self.redis_url, self.ftbot_deploy_hook):
+            try:
+                values.append(urlsplit(url or "").password)
+            except ValueError:  # not a URL (a hook command); nothing to take from it
+                continue
+        return [v for v in values if v]
+
+    @staticmethod
+    def inherited_environment(names: tuple[str, ...]) -> dict[str, str]:
+        """The variables `names` of this process's environment that are set (for child processes
+        that get a chosen few, such as the deploy hook)."""
+        return {name: os.environ[name] for name in names if name in os.environ}
+
+    def deploy_hook_environment(self) -> dict[str, str]:
+        """The variables named in ``FTBOT_DEPLOY_HOOK_ENV`` that are set, with their values."""
+        return {name: os.environ[name] for name in self.ftbot_deploy_hook_env if name in os.environ}
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -57,5 +57,13 @@ class DeployHookError(RegistryError):
     """The deploy hook failed, so production stays where it was."""
 
 
+class RolledBackVersion(RegistryError):
+    """The version was rolled back from: it serves again only when promoted by name, confirmed."""
+
+    def __init__(self, message: str, *, project: str, version: int, note: str) -> None:
+        super().__init__(message)
+        self.project, self.version, self.note = project, version, note
+
+
 class TrainingTimeout(FtbotError):
     """A training job ran past ``FTBOT_JOB_TIMEOUT``."""

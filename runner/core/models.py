@@ -262,6 +262,9 @@ class TrainingRun(SQLModel, table=True):
     status: RunStatus = Field(
         default=RunStatus.QUEUED, sa_column=_enum_column(RunStatus, default=RunStatus.QUEUED, index=True)
     )
+    # The status the run's Slack message shows (None: never posted), so a message a Slack outage left
+    # behind is brought up to date by the reconciler.
+    shown_status: str | None = Field(default=None, max_length=16)
     config: dict[str, Any] = Field(default_factory=dict, sa_column=_json_column())
     requested_by: str = Field(default="", max_length=64)
     rq_job_id: str | None = Field(default=None, max_length=64)
@@ -287,6 +290,7 @@ class VersionStatus(StrEnum):
 
     CANDIDATE = "candidate"  # may be promoted
     DISCARDED = "discarded"  # never to serve
+    ROLLED_BACK = "rolled_back"  # production was rolled back from it: promoted again only by name, confirmed
 
 
 class ModelVersion(SQLModel, table=True):
@@ -313,13 +317,15 @@ class ModelVersion(SQLModel, table=True):
 
 
 class ProductionAlias(SQLModel, table=True):
-    """Which version serves a project; `revision` makes every move a compare-and-set."""
+    """Which version serves a project; `revision` makes every move a compare-and-set, and
+    `pending_id` names the move being deployed (one at a time per project)."""
 
     __tablename__ = "production_alias"
 
     project_id: int = Field(foreign_key="project.id", primary_key=True)
     version_id: int | None = Field(default=None, foreign_key="model_version.id")
     revision: int = Field(default=0)
+    pending_id: int | None = Field(default=None)  # a Deployment id while a move is under way
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
 
 
@@ -328,8 +334,22 @@ class DeployAction(StrEnum):
     ROLLBACK = "rollback"
 
 
+class DeployState(StrEnum):
+    """Where a move stands: recorded → (hook told) → alias committed → manifest written."""
+
+    PENDING = "pending"  # recorded; the deploy hook is being told (the alias has not moved)
+    COMMITTED = "committed"  # the hook agreed and the alias moved; the manifest is being written
+    DONE = "done"
+    FAILED = "failed"  # the hook refused or failed: the alias never moved
+    REVERTED = "reverted"  # abandoned mid-way (a crash, a lost database): undone by the reconciler
+
+
+OPEN_DEPLOY_STATES = frozenset({DeployState.PENDING, DeployState.COMMITTED})
+
+
 class Deployment(SQLModel, table=True):
-    """One move of the production alias: promote or rollback, who, why, from which version."""
+    """One move of the production alias, or an attempt at one: promote or rollback, who, why
+    (including which button), from which version, and how far it got."""
 
     __tablename__ = "deployment"
 
@@ -340,5 +360,12 @@ class Deployment(SQLModel, table=True):
     previous_version_id: int | None = Field(default=None, foreign_key="model_version.id")
     by: str = Field(max_length=64)
     reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
-    revision: int = Field(default=0)
+    revision: int = Field(default=0)  # the alias revision this move creates
+    state: DeployState = Field(
+        default=DeployState.DONE, sa_column=_enum_column(DeployState, default=DeployState.DONE, index=True)
+    )
+    owner: str = Field(default="", max_length=128)  # host:pid of the process carrying the move out
+    owner_since: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))  # why it failed
     at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

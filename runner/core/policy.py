@@ -7,7 +7,8 @@ listeners and CLI commands never decide for themselves; they build a `Person` an
 `perform` is the seam every privileged action goes through: it decides, runs the action and writes
 the audit row in the same transaction; a refusal is audited and committed without the action; an
 action that fails is rolled back and its failure audited in a transaction of its own. So every
-attempt — allowed, refused, failed or crashed — leaves exactly one audit row.
+attempt — allowed, refused, failed or crashed — leaves exactly one audit row. (An action carried out
+in steps after the decision, a deploy, writes its row when it ends; see `runner.registry.versions`.)
 """
 
 from __future__ import annotations
@@ -161,6 +162,7 @@ def perform(
     target: str = "",
     detail: Callable[[T], str] | None = None,
     requested_by: Callable[[Session], str | None] | None = None,
+    audit_done: bool = True,
 ) -> T:
     """Run one privileged action as one unit of work, decided and audited (see the module docstring).
 
@@ -170,6 +172,10 @@ def perform(
         target: what the action is on, for the audit log (``v3``, ``run 7``, ``example 12 → billing``).
         detail: the audit detail of a done action, from its result.
         requested_by: who started the thing acted on (for cancelling a run).
+        audit_done: False when `work` only begins the action (a deploy: recorded now, carried out
+            after this commit): its outcome is then audited by whoever completes it — the caller,
+            or the reconciler for an attempt left half-way. Refusals and failures of `work` are
+            audited here either way.
 
     Returns:
         What `work` returned.
@@ -203,15 +209,16 @@ def perform(
                 refused = NotAllowed(decision.refusal(project))
             else:
                 result = work(session, project)
-                audit.record(
-                    session,
-                    user_id=person.user_id,
-                    action=action,
-                    allowed=True,
-                    project_id=project.id,
-                    target=target,
-                    detail=detail(result) if detail else "",
-                )
+                if audit_done:
+                    audit.record(
+                        session,
+                        user_id=person.user_id,
+                        action=action,
+                        allowed=True,
+                        project_id=project.id,
+                        target=target,
+                        detail=detail(result) if detail else "",
+                    )
                 return result
     except FtbotError as exc:
         if project_id is not None:

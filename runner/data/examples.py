@@ -64,6 +64,25 @@ def check_extraction_target(project: Project, target: str) -> None:
         )
 
 
+def check_text(source: str, target: str | None) -> None:
+    """The rules every example's text follows, whatever its origin and database.
+
+    Raises:
+        DatasetError: the input (or target) is empty or shows nothing (only spaces or invisible
+            characters such as zero-width spaces), or holds a NUL character (which PostgreSQL
+            cannot store; Slack text has it removed before it gets here).
+    """
+    for text, what in ((source, "example"), (target, "target output")):
+        if text is None:
+            continue
+        if textnorm.NUL in text:
+            raise DatasetError(f"The {what} contains a NUL character (\\u0000); remove it and try again.")
+        if not text.strip():
+            raise DatasetError(f"The {what} is empty once formatting is removed.")
+        if not textnorm.has_visible(text):
+            raise DatasetError(f"The {what} shows nothing: it holds only spaces or invisible characters.")
+
+
 def add_example(
     session: Session,
     project: Project,
@@ -99,8 +118,7 @@ def add_example(
         if project.task_type == TaskType.EXTRACTION:
             check_extraction_target(project, target)
     plain = (textnorm.slack_to_plain(source_text) if normalise else source_text).strip()
-    if not plain:
-        raise DatasetError("The example is empty once formatting is removed.")
+    check_text(plain, target)
     assert project.id is not None
     example = Example(
         project_id=project.id,
@@ -183,8 +201,10 @@ def edit_example(
         return None
     project, example = found
     source_text, target = split_target(project, text)
+    plain = textnorm.slack_to_plain(source_text).strip()
+    check_text(plain, target)
     example.raw_text = text
-    example.input_text = textnorm.slack_to_plain(source_text).strip()
+    example.input_text = plain
     example.target_text = target
     example.overlong = len(example.input_text) > OVERLONG_CHARS
     example.edited_at = utcnow()

@@ -5,6 +5,10 @@ or network access.
 
 * :func:`slack_to_plain` turns Slack ``mrkdwn`` (mentions, links, formatting markers, HTML entities)
   into plain text suitable as a training example.
+* :func:`strip_controls` drops NUL and the other C0 control characters (tab and newline kept):
+  PostgreSQL cannot store NUL in text, so the same rule holds on every database;
+  :func:`scrub_nul` does it for every string of a request body. :func:`has_visible` tells whether
+  a text shows anything at all (zero-width and other invisible characters do not count).
 * :func:`redact` replaces e-mail addresses and phone numbers with ``[EMAIL]`` / ``[PHONE]``.
 * :func:`canonical` gives a normalised key for duplicate detection.
 * :func:`near_duplicate_groups` groups exact and near duplicates with an *exact* (not sampled)
@@ -23,7 +27,55 @@ from collections.abc import Callable, Mapping, Sequence
 
 import phonenumbers
 
-__all__ = ["canonical", "near_duplicate_groups", "redact", "slack_to_plain"]
+__all__ = [
+    "canonical",
+    "has_visible",
+    "near_duplicate_groups",
+    "redact",
+    "scrub_nul",
+    "slack_to_plain",
+    "strip_controls",
+]
+
+# --------------------------------------------------------------------------------------------------
+# control and invisible characters
+# --------------------------------------------------------------------------------------------------
+
+NUL = "\x00"
+_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Letters and symbols that render as nothing (fillers, a blank braille pattern, the Mongolian
+# vowel separator); the categories below cover the rest (spaces, controls, format characters such
+# as zero-width spaces and joiners, combining marks with nothing to combine with).
+_INVISIBLE_CHARS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e")
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"})
+
+
+def strip_controls(text: str) -> str:
+    """`text` without NUL and the other C0 control characters (tab, newline and CR are kept)."""
+    return _CONTROL_RE.sub("", text) if _CONTROL_RE.search(text) else text
+
+
+def has_visible(text: str) -> bool:
+    """Whether `text` shows at least one character (not only spaces or invisible characters)."""
+    return any(
+        ch not in _INVISIBLE_CHARS and unicodedata.category(ch) not in _INVISIBLE_CATEGORIES for ch in text
+    )
+
+
+def scrub_nul(value: object) -> object:
+    """Remove NUL characters from every string inside `value` (dicts and lists changed in place);
+    returns the cleaned value (a new string for a string)."""
+    if isinstance(value, str):
+        return value.replace(NUL, "") if NUL in value else value
+    if isinstance(value, dict):
+        for key in list(value):
+            cleaned_key = scrub_nul(key)
+            item = scrub_nul(value.pop(key))
+            value[cleaned_key] = item
+    elif isinstance(value, list):
+        value[:] = [scrub_nul(item) for item in value]
+    return value
+
 
 # --------------------------------------------------------------------------------------------------
 # slack_to_plain
@@ -125,7 +177,7 @@ def slack_to_plain(
     * ``&amp;``, ``&lt;``, ``&gt;`` are unescaped last (so escaped text never forms a token).
     * Emoji shortcodes such as ``:tada:`` are kept.
     * Whitespace: CRLF -> LF, lines outside code are trimmed, 3+ newlines collapse to 2, and the
-      result has no leading/trailing blank lines.
+      result has no leading/trailing blank lines. NUL and other control characters are dropped.
 
     Args:
         text: Raw Slack message text.
@@ -137,7 +189,7 @@ def slack_to_plain(
     """
     users = users or {}
     channels = channels or {}
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = strip_controls(text.replace("\r\n", "\n").replace("\r", "\n"))
     text = text.replace(_PH_OPEN, "").replace(_PH_CLOSE, "")
     stash: list[str] = []
 

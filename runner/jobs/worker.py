@@ -5,13 +5,28 @@ and ``eval``). The parent process never imports torch (so it never initialises C
 forking): jobs load the training libraries in the work-horse. On start, and every
 ``RECONCILE_EVERY_S`` after, the worker reconciles runs whose job or worker is gone
 (`runner.jobs.reconcile`).
+
+The trainer never outlives its worker. RQ runs the work-horse in a process group of its own (so a
+Ctrl+C in a terminal reaches the worker alone), which would let it survive a worker killed with its
+process group. Here:
+
+* stopping the worker (SIGTERM, SIGINT: a deploy, ``docker stop``) ends the job in progress at once
+  — the horse's whole process group, so whatever it launched too — and fails its run with the
+  reason, instead of waiting hours for the training to finish;
+* in the horse, the kernel sends SIGTERM when the worker dies however it dies (SIGKILL included;
+  Linux's parent-death signal), and the horse answers it by killing its own process group. The
+  run is then failed by the reconciler when its heartbeat stops.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
+import sys
 import threading
+from types import FrameType
 from typing import Any
 
 from redis import Redis
@@ -43,6 +58,60 @@ def fail_killed_run(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         else f"The training process exited unexpectedly (status {ret_val})"
     )
     tasks.mark_ended(run_id, RunStatus.FAILED, reason + ".", tasks.advice_for(f"signal {signal_number}"))
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
+
+
+def _end_process_group(*_args: object) -> None:
+    """End this process and everything in its process group (the horse and what it launched)."""
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """In a work-horse: end its process group when the worker (`parent_pid`) dies, however it dies."""
+    signal.signal(signal.SIGTERM, _end_process_group)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning("could not ask to be ended with the worker", extra={"errno": ctypes.get_errno()})
+    if os.getppid() != parent_pid:  # the worker died before the request above took effect
+        _end_process_group()
+
+
+class FtbotWorker(Worker):
+    """RQ's worker, with the trainer's lifetime tied to its own (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.worker_pid = os.getpid()
+        self.ending_for_shutdown = False
+
+    def setup_work_horse_signals(self) -> None:
+        super().setup_work_horse_signals()
+        die_with_parent(self.worker_pid)
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        if self.horse_pid and not self.ending_for_shutdown:
+            # A training run cannot finish within a shutdown's grace period: end it now, honestly.
+            self.ending_for_shutdown = True
+            self.log.warning("Worker %s: stopping; ending the job in progress", self.name)
+            self.kill_horse()  # its whole process group
+        super().request_stop(signum, frame)
+
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        job.retries_left = 0  # its run is ended here; a retry would find nothing to do
+        if not self.ending_for_shutdown:
+            super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+            return
+        run_id = int((job.meta or {}).get("run_id", 0))
+        if run_id:
+            tasks.mark_ended(
+                run_id,
+                RunStatus.FAILED,
+                "The worker was stopped (a shutdown or deploy) while this run was training.",
+                "Press Train again: another worker will take it.",
+            )
 
 
 def _reconcile_forever(connection: Redis, stop: threading.Event) -> None:
@@ -83,7 +152,7 @@ def run_worker(
     stop = threading.Event()
     if not burst:
         threading.Thread(target=_reconcile_forever, args=(connection, stop), daemon=True).start()
-    worker = Worker(
+    worker = FtbotWorker(
         [queue(name, connection) for name in queue_names],
         connection=connection,
         serializer=JSONSerializer,

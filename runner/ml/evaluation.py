@@ -209,6 +209,7 @@ def evaluate_version(
         fields = list(project.fields)
         prod = versions.production(session, project)
         production = prod if prod is not None and prod.id != version.id else None
+        production_revision = versions.alias(session, project).revision
         config = version.config
         quantize = bool(config.get("quantize", True))
         prod_info = (
@@ -282,6 +283,8 @@ def evaluate_version(
         "regressions": regressed,
         "verdict": verdict(candidate, reference, reference_name, comparison, regressed),
         "evaluated_at": utcnow().isoformat(),
+        # The production move compared against: the summary's buttons act only while it is the latest.
+        "production_revision": production_revision,
     }
     report["chart"] = str(draw_chart(Path(artifact), report))
     with session_scope(engine) as session:

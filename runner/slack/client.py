@@ -2,7 +2,9 @@
 
 Rate limits (429 + Retry-After), dropped connections and Slack's 5xx are retried by slack_sdk's
 retry handlers; any other error (ok:false) is logged and returned as None so that a listener
-never crashes on Slack's answer and can tell the person what happened instead.
+never crashes on Slack's answer and can tell the person what happened instead. Slack being
+unreachable after the retries (no network, a timeout) is answered the same way, with the error
+`UNREACHABLE`, so a loop over many messages (the reconciler's) finishes its pass.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -22,6 +24,8 @@ from slack_sdk.web import SlackResponse
 from runner.core.config import Settings
 
 log = logging.getLogger(__name__)
+
+UNREACHABLE = "unreachable"  # the error `try_call` gives when Slack could not be reached at all
 
 
 def make_client(settings: Settings) -> WebClient:
@@ -54,3 +58,8 @@ def try_call(client: WebClient, method: str, **kwargs: Any) -> tuple[SlackRespon
             extra={"slack_method": method, "slack_error": error, "status": exc.response.status_code},
         )
         return None, error
+    except (SlackClientError, OSError) as exc:  # URLError and timeouts are OSErrors
+        log.warning(
+            "slack unreachable", extra={"slack_method": method, "error": f"{type(exc).__name__}: {exc}"}
+        )
+        return None, UNREACHABLE

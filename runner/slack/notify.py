@@ -10,13 +10,16 @@ import logging
 from pathlib import Path
 
 from slack_sdk import WebClient
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from runner.core.config import Settings
 from runner.core.db import session_scope
 from runner.core.models import ModelVersion, Project, TrainingRun
+from runner.registry.versions import Reconciled
 from runner.slack import payloads
-from runner.slack.client import call, make_client
+from runner.slack.client import UNREACHABLE, call, make_client, try_call
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,11 @@ def client_for(settings: Settings) -> WebClient | None:
 
 
 def run_status(engine: Engine, client: WebClient | None, run_id: int) -> None:
-    """Post or update the run's status message in its project thread (no-op without Slack)."""
+    """Post or update the run's status message in its project thread (no-op without Slack).
+
+    The status shown is recorded on the run (`TrainingRun.shown_status`) unless Slack could not be
+    reached, so the reconciler can bring a message an outage left behind up to date.
+    """
     if client is None:
         return
     with session_scope(engine) as session:
@@ -38,17 +45,33 @@ def run_status(engine: Engine, client: WebClient | None, run_id: int) -> None:
         assert project is not None
         version = session.get(ModelVersion, run.version_id) if run.version_id else None
         payload = payloads.run_status(run, project, version)
-        channel, status_ts, thread_ts = run.channel_id, run.status_ts, run.thread_ts
+        channel, status_ts, thread_ts, shown = run.channel_id, run.status_ts, run.thread_ts, run.status
     if status_ts:
-        call(client, "chat_update", channel=channel, ts=status_ts, **payload)
+        _, error = try_call(client, "chat_update", channel=channel, ts=status_ts, **payload)
+        posted_ts = None
+    else:
+        posted, error = try_call(client, "chat_postMessage", channel=channel, thread_ts=thread_ts, **payload)
+        posted_ts = posted["ts"] if posted is not None else None
+    if error == UNREACHABLE:
+        return  # shown_status stays behind: the reconciler tries again
+    this_run = col(TrainingRun.id) == run_id
+    with session_scope(engine) as session:
+        if posted_ts:
+            first = col(TrainingRun.status_ts).is_(None)
+            session.execute(update(TrainingRun).where(this_run, first).values(status_ts=posted_ts))
+        session.execute(update(TrainingRun).where(this_run).values(shown_status=str(shown)))
+
+
+def deploy_reconciled(settings: Settings, outcomes: list[Reconciled]) -> None:
+    """Tell each project's channel what the reconciler did about its deployments."""
+    client = client_for(settings)
+    if client is None:
         return
-    posted = call(client, "chat_postMessage", channel=channel, thread_ts=thread_ts, **payload)
-    if posted is not None:
-        with session_scope(engine) as session:
-            stored = session.get(TrainingRun, run_id)
-            if stored is not None and not stored.status_ts:
-                stored.status_ts = posted["ts"]
-                session.add(stored)
+    for outcome in outcomes:
+        if outcome.channel_id:
+            call(
+                client, "chat_postMessage", channel=outcome.channel_id, **payloads.deploy_reconciled(outcome)
+            )
 
 
 def post_summary(settings: Settings, engine: Engine, version_id: int) -> None:

@@ -17,7 +17,7 @@ from runner.data.gates import Gate, ProjectStats
 from runner.interview import readiness
 from runner.interview.interviews import InterviewState
 from runner.interview.readiness import Answer
-from runner.registry.versions import Move
+from runner.registry.versions import Move, Reconciled
 from runner.slack.render import render
 
 ROOT_METADATA = "ftbot_project_root"
@@ -280,9 +280,46 @@ def eval_summary(project: Project, version: ModelVersion, report: dict[str, Any]
         latency={name: s["latency"]["p95"] for name, s in systems.items() if s},
         schema={name: s["schema_compliance"] for name, s in systems.items() if s},
         status=version.status,
+        # The move the buttons were drawn from: they act only while it is the latest.
+        production_revision=report.get("production_revision"),
     )
 
 
 def deployment(move: Move) -> dict[str, Any]:
     """The channel announcement of a promote or rollback."""
     return render("deployment.json.j2", move=move.__dict__)
+
+
+def promote_again(
+    project: str, version: int, note: str, *, production_version: int | None, production_revision: int
+) -> dict[str, Any]:
+    """The answer to promoting (or rolling back to) a version that was rolled back from: why not,
+    and a button that promotes it again after a confirmation saying so."""
+    text = f"{note}. It serves again only if you promote it by name and confirm."
+    return render(
+        "promote_again.json.j2",
+        text=text,
+        project=project,
+        version=version,
+        note=note,
+        production_version=production_version,
+        production_revision=production_revision,
+    )
+
+
+def deploy_reconciled(outcome: Reconciled) -> dict[str, Any]:
+    """What the reconciler did about a deployment left half-way, for the project's channel."""
+    return render(
+        "deploy_reconciled.json.j2",
+        project=outcome.project,
+        outcome=outcome.outcome,
+        action=outcome.action,
+        version=outcome.version,
+        production=outcome.production,
+        who=slack_person(outcome.by),
+        detail=outcome.detail,
+    )
+
+
+def audit_log(project: str, rows: Sequence[str], *, details_hidden: bool) -> dict[str, Any]:
+    return render("audit.json.j2", project=project, rows=list(rows), details_hidden=details_hidden)
