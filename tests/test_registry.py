@@ -50,11 +50,10 @@ def test_promote_then_rollback_moves_the_alias_and_writes_the_manifest(engine, s
 
 def test_ftbot_versions_tells_which_version_serves(engine, settings, database_url):
     make_project_with_versions(engine, settings)
-    with session_scope(engine) as session:
-        project = projects.get_project(session, "ticket-router")
-        versions.promote(session, settings, project, 1, by="UALICE")
-        versions.promote(session, settings, project, 2, by="UALICE")
-        versions.rollback(session, settings, project, by="UONCALL", reason="error rate up")
+    move(engine, settings, "promote", 1)
+    move(engine, settings, "promote", 2)
+    move(engine, settings, "promote", 3)
+    move(engine, settings, "rollback", reason="error rate up")
     env = {**os.environ, "DATABASE_URL": database_url, "FTBOT_DATA_DIR": str(settings.ftbot_data_dir)}
     done = subprocess.run(
         [sys.executable, "-m", "bot.cli", "versions", "ticket-router", "--json"],
@@ -66,7 +65,7 @@ def test_ftbot_versions_tells_which_version_serves(engine, settings, database_ur
     )
     assert done.returncode == 0, done.stderr
     listed = {row["version"]: row["status"] for row in json.loads(done.stdout)["versions"]}
-    assert listed == {1: "production", 2: "retired", 3: "candidate"}
+    assert listed == {1: "retired", 2: "production", 3: "rolled_back"}
 
 
 def test_rollback_to_a_named_version_and_the_refusals(engine, settings):
