@@ -450,7 +450,12 @@ def _check_trl_inputs(
     for module in dropouts:
         module.p = 0.0
     device = next(model.parameters()).device
-    batch = trainer.data_collator([dataset[i] for i in range(min(2, len(dataset)))])
+    # A step's worth of sequences: the 2 packed rows holding the most sequences, or 11 whole examples.
+    if "seq_lengths" in dataset.column_names:
+        picked = sorted(range(len(dataset)), key=lambda i: -len(dataset[i]["seq_lengths"]))[:2]
+    else:
+        picked = list(range(min(11, len(dataset))))
+    batch = trainer.data_collator([dataset[i] for i in picked])
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     worst = leak = 0.0
@@ -472,7 +477,12 @@ def _check_trl_inputs(
             f"TRL's padding-free batch does not keep its {len(starts) - 1} sequences apart: max |logit diff| "
             f"{worst:.2g} against them run alone ({leak:.2g} when they attend to each other)"
         )
-    return {"trl_sequences_checked": sequences, "trl_packed_logit_diff": worst, "trl_leaky_logit_diff": leak}
+    return {
+        "trl_sequences_checked": sequences,
+        "trl_row_sequences": len(starts) - 1,
+        "trl_packed_logit_diff": worst,
+        "trl_leaky_logit_diff": leak,
+    }
 
 
 def _rows_per_step(args: argparse.Namespace, data: dict[str, Any]) -> int:
@@ -662,7 +672,8 @@ def _table(summary: dict[str, dict[str, Any]], *, sequential: bool) -> str:
             c = s["checks"]
             rows.append(
                 f"{method} inputs checked: {c['trl_sequences_checked']} sequences with encode_chat's ids and "
-                f"labels; a padding-free row against its sequences run alone: max |logit diff| "
+                f"labels; a padding-free row of {c['trl_row_sequences']} sequences against them run alone: "
+                f"max |logit diff| "
                 f"{c['trl_packed_logit_diff']:.1e} (all-ones mask, sequences attending to each other: "
                 f"{c['trl_leaky_logit_diff']:.2f})"
             )
