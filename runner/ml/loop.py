@@ -21,10 +21,12 @@ The LoRA layers run through :mod:`runner.ml.fastlora` (PEFT's modules, a fused f
 dropout; same math, same adapter files).
 
 Measured on CPU (bench/train_throughput.py: 4-layer 4-bit tiny Llama, 16-256-token chat examples, two
-epochs, the three methods run concurrently so they share the machine's load, median of 3 rounds):
-2.00x the real tokens per CPU-second of Trainer + peft padding to the dataset's longest example, and
-1.25x those of Trainer + peft with ``group_by_length`` dynamic padding, at 0.74x its peak memory and a
-similar eval loss (0.049 vs 0.057 and 0.034); run one after another, 1.93x and 1.23x. Rows come out
+epochs, all methods run concurrently so they share the machine's load, median of 3 rounds, two runs):
+2.3x the real tokens per CPU-second of TRL's SFTTrainer with packing and 2.4x with padding-free
+(assistant-only loss both; one padding-free row per step, whose attention is dense without
+FlashAttention), 1.8x those of Trainer + peft padding to the dataset's longest example and 1.12x with
+``group_by_length``, at 0.48-0.74x their peak memory and a comparable eval loss (0.262 vs 0.206-0.289);
+run one after another, 2.5x, 2.1x and 1.19x. Not measured on a GPU. Rows come out
 ~95% full at these lengths; the rest of the gain is per-token work (fused LoRA forward, dropout,
 logits only at targets). Alternatives measured and dropped: one causal SDPA call per packed sequence
 (no mask, ``sum(len**2)`` attention) was ~8% slower than one masked call per row at these lengths;
