@@ -1,4 +1,4 @@
-"""Build the Bolt app: its dependencies, the listener pool that settles events, and the listeners.
+"""Build the Bolt app: its dependencies, the work pool that settles events, and the listeners.
 
 The map from Slack ids to handlers reads in `bot/listeners/__init__.py`.
 """
@@ -27,6 +27,13 @@ from runner.slack.client import make_client
 log = logging.getLogger(__name__)
 
 
+class FtbotApp(App):
+    """Bolt's App, holding ftbot's `Deps` for the threads that serve it besides requests
+    (`bot.tally.Repairer`)."""
+
+    deps: Deps
+
+
 def _same_token_notice(record: logging.LogRecord) -> bool:
     """Drop Bolt's notice that SLACK_BOT_TOKEN is unused when a client is given: the client we pass
     is built from that very token."""
@@ -35,7 +42,7 @@ def _same_token_notice(record: logging.LogRecord) -> bool:
 
 def build_app(
     settings: Settings, engine: Engine, *, client: WebClient | None = None, socket_mode: bool = False
-) -> App:
+) -> FtbotApp:
     """The Bolt app with every listener registered.
 
     Args:
@@ -47,14 +54,17 @@ def build_app(
     settings.refuse_oauth_variables()
     bolt_logger = logging.getLogger("ftbot.bolt")
     bolt_logger.addFilter(_same_token_notice)
-    app = App(
+    pool = InboxExecutor(engine, max_workers=settings.ftbot_work_threads, capacity=settings.ftbot_work_queue)
+    app = FtbotApp(
         client=client or make_client(settings),
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=not socket_mode,
         token_verification_enabled=False,  # auth.test happens lazily on the first request instead
-        process_before_response=False,
+        # Listeners ack on the request thread and hand their work to `pool` (bot/work.py), so an
+        # ack never waits behind Slack calls.
+        process_before_response=True,
         logger=bolt_logger,
-        listener_executor=InboxExecutor(engine),
+        listener_executor=pool,
     )
     deps = Deps(
         settings=settings,
@@ -65,7 +75,9 @@ def build_app(
             settings.ftbot_tally_interval,
         ),
         redis=Redis.from_url(settings.redis_url),
+        pool=pool,
     )
+    app.deps = deps
     listeners.register(app, deps)
 
     @app.error

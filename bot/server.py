@@ -1,8 +1,8 @@
 """Gunicorn, embedded: `ftbot serve` runs the WSGI app in worker processes with threads.
 
 Each worker builds its own Bolt app and database engine after the fork (connections must not be
-shared across processes). Threads matter: Bolt acks on the request thread and finishes the
-listener on its own pool, and Slack sends the next request without waiting.
+shared across processes). Threads matter: a listener acks on the request thread and its work runs
+on the app's work pool (`bot.work`), and Slack sends the next request without waiting.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ def make_wsgi_app(settings: Settings) -> Any:
     from bot.app import build_app
     from bot.http import FtbotRequestHandler
     from bot.inbox import Sweeper
+    from bot.tally import Repairer
     from runner.core.db import make_engine
 
     engine = make_engine(settings.sqlalchemy_url)
     app = build_app(settings, engine)
     Sweeper(app, engine, settings).start()  # replays events a crashed process left unfinished
+    Repairer(engine, app.deps.tally, settings.ftbot_repair_interval).start()  # tallies Slack refused
     return FtbotRequestHandler(
         app,
         engine,

@@ -30,9 +30,11 @@ def serve(socket: bool, host: str, port: int, workers: int, threads: int) -> Non
 
         from bot.app import build_app
         from bot.inbox import Sweeper
+        from bot.tally import Repairer
 
         app = build_app(config, db_engine, socket_mode=True)
         Sweeper(app, db_engine, config).start()  # replays events a crashed process left unfinished
+        Repairer(db_engine, app.deps.tally, config.ftbot_repair_interval).start()  # tallies Slack refused
         SocketModeHandler(app, config.slack_app_token).start()
         return
     from bot.server import run_gunicorn

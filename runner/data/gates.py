@@ -7,15 +7,17 @@ examples and votes around them.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from runner.core.exceptions import DatasetError
 from runner.core.models import Example, Project, TaskType, Vote
 from runner.data import agreement, split, textnorm
-from runner.data.examples import current_votes
+from runner.data.examples import adjudicate, current_votes
 from runner.data.projects import ACCEPT, REJECT, labels_of
 
 MIN_VOTES = 2
@@ -86,6 +88,28 @@ def example_states(session: Session, project: Project) -> list[ExampleState]:
         label = example.final_label or decided.label
         states.append(ExampleState(example, mine, decided, label))
     return states
+
+
+def settle_conflict(session: Session, project: Project, example_id: int, label: str, user_id: str) -> Example:
+    """An owner's final label for an example reviewers disagree on, only while they still do: a
+    button on an old list must not re-decide an example settled since, or one whose votes now agree.
+
+    Raises:
+        DatasetError: the example is not (or no longer) in conflict, or the label is unknown.
+    """
+    example = session.get(Example, example_id)
+    if example is None or example.project_id != project.id or example.deleted_at is not None:
+        raise DatasetError("That example is no longer in the dataset.")
+    if example.final_label is not None:
+        who = example.decided_by or ""
+        by = f" by <@{who}>" if re.fullmatch(r"[UW][A-Z0-9]+", who) else (f" by {who}" if who else "")
+        raise DatasetError(f"That conflict is already settled: *{example.final_label}*{by}. Nothing changed.")
+    votes = current_votes(session, [example_id]).get(example_id, {})
+    if agreement.consensus(votes, min_votes=MIN_VOTES).status != agreement.ConsensusStatus.CONFLICT:
+        raise DatasetError(
+            "Reviewers no longer disagree on that example (its votes changed). Nothing changed."
+        )
+    return adjudicate(session, project, example_id, label, user_id)
 
 
 def usable(state: ExampleState) -> bool:
