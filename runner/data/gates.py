@@ -140,7 +140,11 @@ def project_stats(session: Session, project: Project) -> ProjectStats:
     items = [
         split.SplitItem(s.example.id or 0, s.example.input_text, training_label(project, s)) for s in decided
     ]
-    splits = split.split_report(items, split.assign_splits(items, project.eval_fraction)) if items else {}
+    # The sides the next snapshot would give (pinned examples keep theirs); texts only earlier
+    # snapshots still hold are left to the snapshot itself.
+    pinned = {s.example.id or 0: s.example.split for s in decided if s.example.split is not None}
+    placed = split.stable_splits(items, pinned, eval_fraction=project.eval_fraction).splits
+    splits = split.split_report([i for i in items if i.id in placed], placed) if items else {}
     groups = textnorm.near_duplicate_groups([s.example.input_text for s in states])
     stats = ProjectStats(
         project=project,
