@@ -25,6 +25,8 @@ What it does
   * Missing required arguments are refused with the error Slack gives (from the method's own error list,
     e.g. ``channel_not_found``, ``user_not_found``), else ``invalid_arguments`` plus
     ``response_metadata.messages``.
+  * Posting (``chat.postMessage``, ``chat.postEphemeral``) in a channel the bot is not a member of is
+    refused with ``not_in_channel`` (``invite`` adds it).
   * Keeps state: channels, users, user groups, messages and threads (Slack-like ``ts``), reactions,
     ephemeral messages, modal/home views, trigger ids (single use), uploaded files.
   * ``rate_limit_all(retry_after)`` answers every Web API call HTTP 429 until ``rate_limit_all(None)``
@@ -474,6 +476,13 @@ class SlackEmulator:
         with self._lock:
             self._users[id] = user
         return user
+
+    def invite(self, channel: str, user: str) -> None:
+        """Add `user` (the bot, say) to a channel that has a member list (``/invite``)."""
+        with self._lock:
+            members = self._channels[channel].members
+            if members is not None:
+                members.add(user)
 
     def add_usergroup(self, id: str, handle: str, users: Iterable[str]) -> None:
         with self._lock:
@@ -1080,8 +1089,14 @@ class SlackEmulator:
 
     # ------------------------------------------------------------------ handlers: chat
 
+    def _must_be_member(self, ch: Channel) -> None:
+        """Posting needs membership (ftbot has no chat:write.public): ``not_in_channel``."""
+        if not ch.is_im and not self._is_member(ch, self.bot_user_id):
+            raise SlackError("not_in_channel")
+
     def _chat_post_message(self, ctx: _Ctx) -> dict[str, Any]:
         ch = self._channel(ctx.get("channel"), by_name=True)
+        self._must_be_member(ch)
         content = self._message_content(ctx)
         fields = {k: ctx.args[k] for k in ("username", "icon_emoji", "icon_url", "metadata") if ctx.get(k)}
         msg = self._store_message(
@@ -1097,6 +1112,7 @@ class SlackEmulator:
 
     def _chat_post_ephemeral(self, ctx: _Ctx) -> dict[str, Any]:
         ch = self._channel(ctx.get("channel"), by_name=True)
+        self._must_be_member(ch)
         user = str(ctx.get("user"))
         if not self._is_member(ch, user) or (ch.members is None and user not in self._users):
             raise SlackError("user_not_in_channel")
