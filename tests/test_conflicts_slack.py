@@ -223,3 +223,45 @@ def test_the_project_form_refuses_more_labels_or_reviewers_than_slack_can_show(s
         errors = reply.json()["errors"]
         assert says in errors[field], errors
     assert not [m for m in emulator.messages(CHANNEL) if m["text"].startswith("Dataset")]
+
+
+def test_the_largest_project_the_form_allows_is_posted_and_shown_within_slacks_limits(
+    slack, emulator, engine
+):
+    labels = [f"{chr(ord('a') + i // 26)}{chr(ord('a') + i % 26)}".ljust(64, "l") for i in range(50)]
+    emoji = [f"e{chr(ord('a') + i // 26)}{chr(ord('a') + i % 26)}".ljust(40, "e") for i in range(50)]
+    reviewers = ["UALICE", "UBOB", *(f"W{i:09d}" for i in range(98))]
+    view = open_modal(slack, emulator)
+    form = {
+        **PROJECT_FORM,
+        "name": "n" * 63,
+        "labels": "\n".join(f"{label} :{e}:" for label, e in zip(labels, emoji, strict=True)),
+        "reviewers": reviewers,
+    }
+    assert slack.submit(view, form).status == 200
+    root = emulator.wait_for(
+        lambda: next((m for m in emulator.messages(CHANNEL) if m["text"].startswith("Dataset nnn")), None),
+        what="the root message (the emulator refuses blocks beyond Slack's limits)",
+    )
+    text = json.dumps(root["blocks"], ensure_ascii=False)
+    assert all(f":{e}: {label}" in text for label, e in zip(labels, emoji, strict=True)), "every label shown"
+    assert "<@W000000097>" in text  # the hundredth reviewer
+
+    message = slack.reply(CHANNEL, root["ts"], "which queue?", "UDAVE")
+    slack.react(CHANNEL, message["ts"], emoji[0], "UALICE")
+    slack.react(CHANNEL, message["ts"], emoji[49], "UBOB")
+
+    def conflicts() -> int:
+        from runner.data import gates
+
+        with session_scope(engine) as session:
+            return len(gates.project_stats(session, projects.get_project(session, "n" * 63)).conflicts)
+
+    emulator.wait_for(lambda: conflicts() == 1, what="the conflict")
+    before = len(emulator.ephemerals(CHANNEL))
+    assert slack.slash(f"conflicts {'n' * 63}", channel=CHANNEL).status == 200
+    shown = emulator.wait_for(lambda: emulator.ephemerals(CHANNEL)[before:], what="the conflicts")[-1]
+    menu = next(b for b in shown["blocks"] if b.get("block_id", "").startswith("conflict:"))["elements"][0]
+    assert len(menu["options"]) == 50 and all(len(o["text"]["text"]) <= 75 for o in menu["options"])
+    assert slack.slash(f"status {'n' * 63}", channel=CHANNEL).status == 200
+    emulator.wait_for(lambda: len(emulator.ephemerals(CHANNEL)) == before + 2, what="the status")
