@@ -10,6 +10,7 @@ from typing import Any
 
 from redis import Redis
 from slack_bolt import App
+from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
@@ -55,17 +56,22 @@ def build_app(
     bolt_logger = logging.getLogger("ftbot.bolt")
     bolt_logger.addFilter(_same_token_notice)
     pool = InboxExecutor(engine, max_workers=settings.ftbot_work_threads, capacity=settings.ftbot_work_queue)
-    app = FtbotApp(
+    options: dict[str, Any] = dict(
         client=client or make_client(settings),
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=not socket_mode,
-        token_verification_enabled=False,  # auth.test happens lazily on the first request instead
         # Listeners ack on the request thread and hand their work to `pool` (bot/work.py), so an
         # ack never waits behind Slack calls.
         process_before_response=True,
         logger=bolt_logger,
         listener_executor=pool,
     )
+    try:
+        # auth.test now, at start: Bolt would otherwise call it while answering the first request.
+        app = FtbotApp(**options, token_verification_enabled=True)
+    except BoltError as exc:  # Slack unreachable or refusing for now: Bolt asks again on a request
+        log.warning("auth.test failed at start; retried on the first request", extra={"error": str(exc)})
+        app = FtbotApp(**options, token_verification_enabled=False)
     deps = Deps(
         settings=settings,
         engine=engine,

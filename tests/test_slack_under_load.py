@@ -242,3 +242,17 @@ def test_marks_and_tally_that_slack_refused_are_repaired_once_it_answers_again(s
         repairer.stop()
     with session_scope(engine) as session:
         assert session.exec(select(Example)).one().warning_marked
+
+
+def test_the_first_request_of_a_fresh_process_does_not_wait_for_auth_test(settings, engine, emulator):
+    """Bolt needs the bot's own ids (auth.test) to answer; ftbot asks at start, not on a request."""
+    running = start_bot(settings, engine, emulator)
+    try:
+        assert [c.method for c in emulator.calls] == ["auth.test"]
+        emulator.rate_limit_all(60)
+        reply = running.slack.slash("help")
+        assert reply.status == 200 and "history" in reply.json()["text"]
+        assert [c.method for c in emulator.calls] == ["auth.test"], "no Web API call on the request"
+    finally:
+        emulator.rate_limit_all(None)
+        running.stop()
