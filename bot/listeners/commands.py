@@ -186,6 +186,7 @@ def train(inv: Invocation) -> None:
         words=inv.args[1:],
         user_id=inv.user_id,
         channel_id=inv.channel_id,
+        response_url=inv.body.get("response_url"),
     )
 
 
