@@ -218,7 +218,7 @@ SAMPLES.update(
             },
         ],
         "home.json.j2": [
-            {"projects": []},
+            {"projects": [], "more": 0},
             {
                 "projects": [
                     {
@@ -231,7 +231,8 @@ SAMPLES.update(
                         "gates": [{"line": ":x: Examples per label: 3 (≥ 10)"}] * 6,
                     }
                     for i in range(30)
-                ]
+                ],
+                "more": 12,
             },
         ],
     }
@@ -486,7 +487,8 @@ STRESS: dict[str, list[dict[str, Any]]] = {
                     "gates": [{"line": ":x: Examples per label: 3 (≥ 10) " + LABELS[0] * 10}] * 6,
                 }
                 for i in range(30)
-            ]
+            ],
+            "more": 10**6,
         }
     ],
     "run_status.json.j2": [

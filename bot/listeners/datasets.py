@@ -25,7 +25,7 @@ from runner.core.models import Example, Project, TaskType
 from runner.core.policy import Action, decide, perform
 from runner.data import examples, gates, projects, textnorm
 from runner.slack import payloads
-from runner.slack.client import call, must_call, try_call
+from runner.slack.client import TRANSIENT, call, must_call, try_call
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ def refresh_tally(deps: Deps, client: WebClient, project_id: int) -> None:
 
     A mark is claimed in the database before its Slack call (so two replicas never add it twice)
     and given back when the call fails; the project stays ``tally_dirty`` until a refresh has gone
-    through completely, and the repair pass (`bot.tally.Repairer`) retries it until then.
+    through completely, and the repair pass (`bot.tally.Repairer`) retries it until then. Once Slack
+    says "not now" (rate limits beyond the budget), the rest of the refresh is left to that pass.
     """
     with session_scope(deps.engine) as session:
         project = session.get(Project, project_id)
@@ -72,24 +73,29 @@ def refresh_tally(deps: Deps, client: WebClient, project_id: int) -> None:
         payload = payloads.project_root(stats)
         channel, root_ts = project.channel_id, project.root_ts
         projects.mark_tally(session, project_id, dirty=True)  # until this refresh has gone through
-    complete = len(pending) <= MAX_WARNING_FLIPS
+    complete, slack_busy = len(pending) <= MAX_WARNING_FLIPS, False
     for example_id, example_channel, example_ts, marked in flips:
-        mark = {"channel": example_channel, "timestamp": example_ts, "name": projects.WARNING_EMOJI}
-        done, error = (
-            try_call(client, "reactions_add", **mark)
-            if marked
-            else try_call(client, "reactions_remove", **mark)
-        )
-        if done is None and error not in ALREADY:
-            complete = False
+        error = "not tried" if slack_busy else _set_warning(client, example_channel, example_ts, marked)
+        if error is not None:
+            complete, slack_busy = False, slack_busy or error in TRANSIENT
             with session_scope(deps.engine) as session:  # give the claim back: the mark is not there
                 examples.claim_warning_change(session, example_id, not marked)
-    updated = call(client, "chat_update", channel=channel, ts=root_ts, **payload)
+    updated = None if slack_busy else call(client, "chat_update", channel=channel, ts=root_ts, **payload)
     if updated is not None and complete:
         with session_scope(deps.engine) as session:
             projects.mark_tally(session, project_id, dirty=False)
     if len(pending) > MAX_WARNING_FLIPS:
         deps.tally.touch(project_id)  # the rest in the next refresh, one interval later
+
+
+def _set_warning(client: WebClient, channel: str, ts: str, marked: bool) -> str | None:
+    """Add (or remove) ftbot's :warning: on a message; Slack's error, or None once it is as wanted."""
+    mark = {"channel": channel, "timestamp": ts, "name": projects.WARNING_EMOJI}
+    if marked:
+        done, error = try_call(client, "reactions_add", **mark)
+    else:
+        done, error = try_call(client, "reactions_remove", **mark)
+    return None if done is not None or error in ALREADY else error
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -667,6 +673,7 @@ def on_home(event: dict[str, Any], client: WebClient, context: BoltContext) -> N
         return
     deps = deps_of(context)
     with session_scope(deps.engine) as session:
-        shown = projects.list_projects(session)[: payloads.MAX_HOME_PROJECTS]
-        view = payloads.home([gates.project_stats(session, p) for p in shown])
+        every = projects.list_projects(session)
+        shown = every[: payloads.MAX_HOME_PROJECTS]
+        view = payloads.home([gates.project_stats(session, p) for p in shown], total=len(every))
     call(client, "views_publish", user_id=event["user"], view=view)

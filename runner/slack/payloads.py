@@ -198,8 +198,8 @@ def gate_line(gate: Gate) -> str:
     return f"{icon} {escape(f'{gate.name}: {gate.value} ({gate.threshold})')}"
 
 
-def home(all_stats: Sequence[ProjectStats]) -> dict[str, Any]:
-    """The App Home tab: every project (up to a limit) with its gates."""
+def home(all_stats: Sequence[ProjectStats], total: int | None = None) -> dict[str, Any]:
+    """The App Home tab: every project (up to a limit, then how many more of `total`) with its gates."""
     shown = [
         {
             "name": stats.project.name,
@@ -212,7 +212,8 @@ def home(all_stats: Sequence[ProjectStats]) -> dict[str, Any]:
         }
         for stats in all_stats[:MAX_HOME_PROJECTS]
     ]
-    return render("home.json.j2", surface="home", projects=shown)
+    more = max((len(all_stats) if total is None else total) - len(shown), 0)
+    return render("home.json.j2", surface="home", projects=shown, more=more)
 
 
 def project_modal(
