@@ -20,7 +20,7 @@ from sqlmodel import select
 from runner.core.db import session_scope
 from runner.core.models import EventStatus, Example, ProcessedEvent, Vote
 from runner.data import examples, projects
-from tests.test_datasets_slack import CHANNEL, PROJECT_FORM, open_modal, root_message_named
+from tests.test_datasets_slack import CHANNEL, PROJECT_FORM, open_modal
 
 PAYLOADS = Path(__file__).parent / "slack_payloads"
 _events = itertools.count(1)
@@ -71,14 +71,14 @@ def project(slack, emulator, engine) -> dict[str, Any]:
     view = open_modal(slack, emulator)
     reply = slack.submit(view, {**PROJECT_FORM, "reviewers": ["W0REVIEW01", "UALICE"]})
     assert reply.status == 200
-    return (
-        root_message_named(emulator, "ticket-router")
-        if emulator.wait_for(
-            lambda: any(m["text"].startswith("Dataset ticket-router") for m in emulator.messages(CHANNEL)),
-            what="root",
-        )
-        else {}
-    )
+
+    def posted() -> str | None:
+        with session_scope(engine) as session:
+            found = [p for p in projects.list_projects(session) if p.name == "ticket-router"]
+            return found[0].root_ts if found else None
+
+    ts = emulator.wait_for(posted, what="the root message, posted and stored")
+    return next(m for m in emulator.messages(CHANNEL) if m["ts"] == ts)
 
 
 def thread_reply(emulator, root, text: str, user: str = "W0CONTRIB1") -> dict[str, Any]:
