@@ -137,3 +137,13 @@ def test_limits_are_enforced_at_render_time(tmp_path, monkeypatch):
 def test_a_missing_variable_is_an_error_naming_the_template():
     with pytest.raises(TemplateError, match="notice.json.j2"):
         render("notice.json.j2")
+
+
+def test_notices_escape_what_people_typed_and_keep_ftbots_own_mentions():
+    from runner.slack import payloads
+
+    text = payloads.notice("Only <@UOWNER> may settle `<!here> urgent` in <#CDATA|data> & <#C1>; <@W1|x>")[
+        "text"
+    ]
+    assert text.startswith("Only <@UOWNER> may settle `&lt;!here&gt; urgent` in <#CDATA|data> &amp; <#C1>")
+    assert text.endswith("&lt;@W1|x&gt;")  # a user mention with a label is not one ftbot writes

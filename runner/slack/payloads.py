@@ -20,8 +20,6 @@ from runner.interview.readiness import Answer
 from runner.registry.versions import Move
 from runner.slack.render import escape, render
 
-__all__ = ["escape"]  # and a builder per message below
-
 ROOT_METADATA = "ftbot_project_root"
 MAX_CONFLICTS_SHOWN = 15  # a page of conflicts: two blocks each, within a message's 50
 MAX_BUTTON_CHOICES = 5  # more labels than this are offered as a select menu (an actions block holds 25)
@@ -34,8 +32,9 @@ SHORT = {q.id: q.id.replace("_", " ") for q in readiness.QUESTIONS}
 
 
 def safe_markup(text: str) -> str:
-    """`text` with every ``<…>`` escaped except user and channel mentions: notices are written by
-    ftbot but quote what people typed (a project name, a label), and ``<!here>`` must not ping."""
+    """`text` with ``&``, ``<`` and ``>`` escaped except in user and channel mentions: notices are
+    ftbot's own words quoting, raw, what people typed (a project name, a label), and ``<!here>`` must
+    not ping."""
     out: list[str] = []
     last = 0
     for match in _OWN_MARKUP.finditer(text):
@@ -43,7 +42,7 @@ def safe_markup(text: str) -> str:
         out.append(match.group(0))
         last = match.end()
     out.append(escape(text[last:]))
-    return "".join(out).replace("&amp;amp;", "&amp;").replace("&amp;lt;", "&lt;").replace("&amp;gt;", "&gt;")
+    return "".join(out)
 
 
 def notice(text: str) -> dict[str, Any]:
