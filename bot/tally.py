@@ -39,9 +39,13 @@ class Throttle:
             if key in self._scheduled:
                 return  # a trailing refresh will render this change too
             wait = self._last.get(key, float("-inf")) + self.interval - time.monotonic()
-            if wait > 0:
+            running = self._running.get(key)
+            # One under way (perhaps on this very thread, touching from inside the action): a
+            # trailing one follows it, rather than this thread waiting for it (or for itself).
+            busy = running is not None and running.locked()
+            if wait > 0 or busy:
                 self._scheduled.add(key)
-                timer = threading.Timer(wait, self._fire, args=(key,))
+                timer = threading.Timer(max(wait, 0.0), self._fire, args=(key,))
                 timer.daemon = True
                 timer.start()
                 return

@@ -17,6 +17,7 @@ from runner.data import examples, projects
 from runner.slack.payloads import MAX_CONFLICTS_SHOWN
 from tests.slack_client import buttons
 from tests.test_datasets_slack import CHANNEL, EMOJI, PROJECT_FORM, create_project, open_modal
+from tests.training_support import wait_until
 
 
 def conflict(slack, root, text: str, first: str = "billing", second: str = "technical") -> dict[str, Any]:
@@ -34,7 +35,7 @@ def open_conflicts(engine, emulator, n: int) -> None:
         with session_scope(engine) as session:
             return len(gates.project_stats(session, projects.get_project(session, "ticket-router")).conflicts)
 
-    emulator.wait_for(lambda: count() == n, what=f"{n} open conflicts")
+    wait_until(lambda: count() == n, what=f"{n} open conflicts")
 
 
 def listing(slack, emulator, user: str = "UALICE") -> dict[str, Any]:
@@ -257,7 +258,7 @@ def test_the_largest_project_the_form_allows_is_posted_and_shown_within_slacks_l
         with session_scope(engine) as session:
             return len(gates.project_stats(session, projects.get_project(session, "n" * 63)).conflicts)
 
-    emulator.wait_for(lambda: conflicts() == 1, what="the conflict")
+    wait_until(lambda: conflicts() == 1, what="the conflict")
     before = len(emulator.ephemerals(CHANNEL))
     assert slack.slash(f"conflicts {'n' * 63}", channel=CHANNEL).status == 200
     shown = emulator.wait_for(lambda: emulator.ephemerals(CHANNEL)[before:], what="the conflicts")[-1]

@@ -11,6 +11,7 @@ import pytest
 from runner.core.db import session_scope
 from runner.data import projects
 from tests.test_datasets_slack import PROJECT_FORM
+from tests.training_support import wait_until
 
 QUIET = "CQUIET"
 
@@ -83,5 +84,5 @@ def test_slack_refusing_the_root_message_is_told_to_the_person_who_created_the_p
     assert told["user"] == "UALICE" and advice in told["text"] and f"`{error}`" in told["text"]
     assert stored(engine) == (None, error)
     assert slack.slash("repost ticket-router", channel="CDATA").status == 200
-    emulator.wait_for(lambda: stored(engine)[0] is not None, what="the reposted root")
+    wait_until(lambda: stored(engine)[0] is not None, what="the reposted root")
     assert stored(engine) == (roots(emulator, "CDATA")[0]["ts"], None)

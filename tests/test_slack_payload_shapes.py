@@ -21,6 +21,7 @@ from runner.core.db import session_scope
 from runner.core.models import EventStatus, Example, ProcessedEvent, Vote
 from runner.data import examples, projects
 from tests.test_datasets_slack import CHANNEL, PROJECT_FORM, open_modal
+from tests.training_support import wait_until
 
 PAYLOADS = Path(__file__).parent / "slack_payloads"
 _events = itertools.count(1)
@@ -59,7 +60,7 @@ def event_status(engine, event_id: str) -> EventStatus | None:
 
 
 def wait_settled(emulator, engine, event_id: str) -> EventStatus:
-    return emulator.wait_for(
+    return wait_until(
         lambda: (s := event_status(engine, event_id)) not in (None, EventStatus.PENDING) and s,
         what=f"event {event_id} to settle",
     )
@@ -77,7 +78,7 @@ def project(slack, emulator, engine) -> dict[str, Any]:
             found = [p for p in projects.list_projects(session) if p.name == "ticket-router"]
             return found[0].root_ts if found else None
 
-    ts = emulator.wait_for(posted, what="the root message, posted and stored")
+    ts = wait_until(posted, what="the root message, posted and stored")
     return next(m for m in emulator.messages(CHANNEL) if m["ts"] == ts)
 
 
@@ -101,7 +102,7 @@ def test_enterprise_grid_and_shared_channel_replies_and_votes_count(slack, emula
         THREAD_TS=project["ts"],
     )
     assert send(slack, body).status == 200
-    emulator.wait_for(lambda: message["ts"] in example_texts(engine), what="the reply as an example")
+    wait_until(lambda: message["ts"] in example_texts(engine), what="the reply as an example")
     for reviewer in ("W0REVIEW01", "UALICE"):
         vote = payload("grid_reaction_added", USER=reviewer, REACTION="one", TS=message["ts"])
         assert send(slack, vote).status == 200
@@ -116,7 +117,7 @@ def test_a_broadcast_reply_and_a_reply_with_a_file_are_examples(slack, emulator,
     message = thread_reply(emulator, project, "the export crashes, screenshot attached")
     body = payload(shape, TEXT=message["text"], USER="UDAVE", TS=message["ts"], THREAD_TS=project["ts"])
     assert send(slack, body).status == 200
-    emulator.wait_for(lambda: message["ts"] in example_texts(engine), what="the example")
+    wait_until(lambda: message["ts"] in example_texts(engine), what="the example")
     assert example_texts(engine)[message["ts"]] == "the export crashes, screenshot attached"
 
 
@@ -179,7 +180,7 @@ def test_an_unfurl_or_a_broadcast_changes_nothing_and_an_edit_without_message_ts
         "thread_ts": project["ts"],
     }
     assert slack.event(reply).status == 200
-    emulator.wait_for(lambda: message["ts"] in example_texts(engine), what="the example")
+    wait_until(lambda: message["ts"] in example_texts(engine), what="the example")
     for reviewer in ("W0REVIEW01", "UALICE"):
         slack.react(CHANNEL, message["ts"], "two", reviewer)
     with session_scope(engine) as session:
@@ -189,7 +190,7 @@ def test_an_unfurl_or_a_broadcast_changes_nothing_and_an_edit_without_message_ts
         with session_scope(engine) as session:
             return sorted((v.reviewer_id, v.stale) for v in session.exec(select(Vote)).all())
 
-    emulator.wait_for(lambda: len(votes()) == 2, what="two votes")
+    wait_until(lambda: len(votes()) == 2, what="two votes")
     values = {"TEXT": message["text"], "USER": "UDAVE", "TS": message["ts"], "THREAD_TS": project["ts"]}
     for shape in ("message_changed_unfurl", "message_changed_after_broadcast"):
         body = payload(shape, **values)
@@ -202,7 +203,7 @@ def test_an_unfurl_or_a_broadcast_changes_nothing_and_an_edit_without_message_ts
         **{**values, "TEXT": "the app is down since the last update", "PREVIOUS_TEXT": message["text"]},
     )
     assert send(slack, edit).status == 200
-    emulator.wait_for(lambda: all(stale for _, stale in votes()), what="the edit to make the votes stale")
+    wait_until(lambda: all(stale for _, stale in votes()), what="the edit to make the votes stale")
     with session_scope(engine) as session:
         assert session.get(Example, example_id).input_text == "the app is down since the last update"
 
@@ -213,12 +214,12 @@ def test_a_deletion_removes_the_example(slack, emulator, engine, project):
         {"type": "message", "channel": CHANNEL, "user": "UDAVE", "text": message["text"], "ts": message["ts"],
          "thread_ts": project["ts"]}
     )  # fmt: skip
-    emulator.wait_for(lambda: message["ts"] in example_texts(engine), what="the example")
+    wait_until(lambda: message["ts"] in example_texts(engine), what="the example")
     body = payload(
         "message_deleted", TEXT=message["text"], USER="UDAVE", TS=message["ts"], THREAD_TS=project["ts"]
     )
     assert send(slack, body).status == 200
-    emulator.wait_for(lambda: message["ts"] not in example_texts(engine), what="the example to leave")
+    wait_until(lambda: message["ts"] not in example_texts(engine), what="the example to leave")
 
 
 def test_a_button_in_an_ephemeral_message_works_without_the_message_in_the_payload(
@@ -230,7 +231,7 @@ def test_a_button_in_an_ephemeral_message_works_without_the_message_in_the_paylo
         {"type": "message", "channel": CHANNEL, "user": "UDAVE", "text": message["text"], "ts": message["ts"],
          "thread_ts": project["ts"]}
     )  # fmt: skip
-    emulator.wait_for(lambda: message["ts"] in example_texts(engine), what="the example")
+    wait_until(lambda: message["ts"] in example_texts(engine), what="the example")
     slack.react(CHANNEL, message["ts"], "one", "W0REVIEW01")
     slack.react(CHANNEL, message["ts"], "two", "UALICE")
     with session_scope(engine) as session:

@@ -30,6 +30,7 @@ from runner.slack import payloads
 from tests.conftest import RunningBot, start_bot
 from tests.slack_client import SlackPeople
 from tests.test_datasets_slack import CHANNEL, EMOJI, blocks_text, create_project, root_message
+from tests.training_support import wait_until
 
 
 @pytest.fixture
@@ -101,7 +102,7 @@ def test_acks_never_wait_for_slack_calls_in_progress(two_threads, emulator, engi
             release.set()
     # Released, every piece of work finishes: three answers and the event settled.
     emulator.wait_for(lambda: len(emulator.ephemerals()) >= 4, what="the answers once Slack answers")
-    emulator.wait_for(lambda: event_row(engine, "EvLoad0001").status is EventStatus.DONE, what="event done")
+    wait_until(lambda: event_row(engine, "EvLoad0001").status is EventStatus.DONE, what="event done")
 
 
 def test_a_full_work_pool_tells_people_to_try_again_and_leaves_events_for_replay(
@@ -152,7 +153,7 @@ def test_a_full_work_pool_tells_people_to_try_again_and_leaves_events_for_replay
 
     due_now = settings.model_copy(update={"ftbot_event_replay_after": 0.0})
     assert inbox.replay_due(small_pool.app, engine, due_now) == 1
-    emulator.wait_for(lambda: event_row(engine, "EvBusy0001").status is EventStatus.DONE, what="the replay")
+    wait_until(lambda: event_row(engine, "EvBusy0001").status is EventStatus.DONE, what="the replay")
 
 
 def projects_named(engine, name: str) -> list[Any]:
@@ -176,12 +177,12 @@ def test_when_slack_rate_limits_everything_answers_take_the_response_url_and_vot
 
         assert slack.react(CHANNEL, chatter["ts"], "+1", "UALICE", event_id="EvThumbs01").status == 200
         assert slack.react(CHANNEL, reply["ts"], "one", "UALICE", event_id="EvVote0001").status == 200
-        emulator.wait_for(
+        wait_until(
             lambda: (row := event_row(engine, "EvVote0001")) is not None and row.status is EventStatus.FAILED,
             what="the vote's event to fail for now",
         )
         assert "SlackUnavailable" in event_row(engine, "EvVote0001").error
-        emulator.wait_for(lambda: event_row(engine, "EvThumbs01").status is EventStatus.DONE, what="👍 done")
+        wait_until(lambda: event_row(engine, "EvThumbs01").status is EventStatus.DONE, what="👍 done")
         reads = emulator.calls_to("conversations.replies")
         assert len(reads) == 1, "only the vote read the thread; 👍 on chatter costs no call"
     finally:
@@ -189,7 +190,7 @@ def test_when_slack_rate_limits_everything_answers_take_the_response_url_and_vot
 
     due_now = settings.model_copy(update={"ftbot_event_replay_after": 0.0})
     assert inbox.replay_due(bot.app, engine, due_now) == 1
-    emulator.wait_for(lambda: event_row(engine, "EvVote0001").status is EventStatus.DONE, what="the replay")
+    wait_until(lambda: event_row(engine, "EvVote0001").status is EventStatus.DONE, what="the replay")
     with session_scope(engine) as session:
         assert [(v.reviewer_id, v.value) for v in session.exec(select(Vote)).all()] == [("UALICE", "billing")]
 
@@ -212,10 +213,8 @@ def test_marks_and_tally_that_slack_refused_are_repaired_once_it_answers_again(s
             conflicted = example is not None and example.final_label is None
             return project.tally_dirty, bool(example and example.warning_marked), conflicted
 
-    emulator.wait_for(
-        lambda: len(emulator.calls_to("reactions.add")) >= 1 and state()[0], what="a refused refresh"
-    )
-    emulator.wait_for(lambda: state() == (True, False, True), what="the claim given back")
+    wait_until(lambda: len(emulator.calls_to("reactions.add")) >= 1 and state()[0], what="a refused refresh")
+    wait_until(lambda: state() == (True, False, True), what="the claim given back")
     assert "*Conflicts*\\n0" in blocks_text(root_message(emulator)), "Slack still shows the old tally"
 
     emulator.clear()  # Slack answers again
@@ -237,7 +236,7 @@ def test_marks_and_tally_that_slack_refused_are_repaired_once_it_answers_again(s
         )
         assert marked["count"] == 1
         emulator.wait_for(lambda: "*Conflicts*\\n1" in blocks_text(root_message(emulator)), what="the tally")
-        emulator.wait_for(lambda: state() == (False, True, True), what="the database to agree")
+        wait_until(lambda: state() == (False, True, True), what="the database to agree")
     finally:
         repairer.stop()
     with session_scope(engine) as session:

@@ -23,6 +23,7 @@ from runner.data.split import _unit_interval
 from runner.data.textnorm import canonical
 from tests.split_sequences import SnapshotLog, Step, histories
 from tests.test_datasets_slack import CHANNEL, create_project
+from tests.training_support import wait_until
 
 _names = itertools.count(1)
 
@@ -74,7 +75,7 @@ def test_through_slack_a_snapshotted_example_keeps_its_side_whatever_happens_aro
     first = slack.reply(CHANNEL, root["ts"], earlier, "UDAVE")
     second = slack.reply(CHANNEL, root["ts"], later, "UDAVE")
     label(second)
-    emulator.wait_for(lambda: examples_labelled(engine) == 1, what="one labelled example")
+    wait_until(lambda: examples_labelled(engine) == 1, what="one labelled example")
     one = snapshot_sides(engine, "ticket-router")
     ids = {"first": example_id(engine, first["ts"]), "second": example_id(engine, second["ts"])}
     pinned = side_of(later)
@@ -82,7 +83,7 @@ def test_through_slack_a_snapshotted_example_keeps_its_side_whatever_happens_aro
 
     # The earlier twin is labelled now. Anchored on it, the group would move to its side; it does not.
     label(first)
-    emulator.wait_for(lambda: examples_labelled(engine) == 2, what="two labelled examples")
+    wait_until(lambda: examples_labelled(engine) == 2, what="two labelled examples")
     two = snapshot_sides(engine, "ticket-router")
     assert side_of(earlier) != pinned
     assert two == {ids["first"]: pinned, ids["second"]: pinned}
@@ -93,7 +94,7 @@ def test_through_slack_a_snapshotted_example_keeps_its_side_whatever_happens_aro
     label(third_message)
     label(first, added=False)
     ids["third"] = example_id(engine, third_message["ts"])
-    emulator.wait_for(lambda: examples_labelled(engine) == 1, what="only the third labelled")
+    wait_until(lambda: examples_labelled(engine) == 1, what="only the third labelled")
     three = snapshot_sides(engine, "ticket-router")
     assert three == {ids["third"]: pinned}, "the deleted anchor's twins stay where it was"
     with session_scope(engine) as session:
