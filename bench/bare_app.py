@@ -1,7 +1,7 @@
 """The floor for `bench/ack_latency.py` and `bench/reaction_throughput.py`: a bare Bolt app that acks.
 
 It is ftbot's HTTP stack with ftbot taken out: the same Bolt `App` options (request signatures
-verified, token verification off, `process_before_response=False`), its WebClient pointed at
+verified, token verification off, `process_before_response=True`), its WebClient pointed at
 ``SLACK_API_URL`` (the benchmark's emulator), Bolt's own WSGI handler at ``/slack/events``, and the
 same embedded gunicorn: ``python bench/bare_app.py`` serves it through `bot.server.run_gunicorn`,
 so workers, threads, timeouts and keep-alive are exactly what ``ftbot serve`` uses.
@@ -42,7 +42,7 @@ def build_app(settings: Settings) -> App:
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=True,
         token_verification_enabled=False,
-        process_before_response=False,
+        process_before_response=True,  # as ftbot: the ack is sent from the request thread
         logger=logging.getLogger("bare.bolt"),
     )
 

@@ -1,4 +1,4 @@
-"""Build the Bolt app: its dependencies, the listener pool that settles events, and the listeners.
+"""Build the Bolt app: its dependencies, the work pool that settles events, and the listeners.
 
 The map from Slack ids to handlers reads in `bot/listeners/__init__.py`.
 """
@@ -6,9 +6,11 @@ The map from Slack ids to handlers reads in `bot/listeners/__init__.py`.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from redis import Redis
 from slack_bolt import App
+from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
@@ -22,6 +24,13 @@ from runner.core.config import Settings
 from runner.slack.client import make_client
 
 log = logging.getLogger(__name__)
+
+
+class FtbotApp(App):
+    """Bolt's App, holding ftbot's `Deps` for the threads that serve it besides requests
+    (`bot.tally.Repairer`)."""
+
+    deps: Deps
 
 
 def _same_token_notice(record: logging.LogRecord) -> bool:
@@ -45,7 +54,7 @@ def _without_request_bodies(record: logging.LogRecord) -> bool:
 
 def build_app(
     settings: Settings, engine: Engine, *, client: WebClient | None = None, socket_mode: bool = False
-) -> App:
+) -> FtbotApp:
     """The Bolt app with every listener registered.
 
     Args:
@@ -58,15 +67,23 @@ def build_app(
     bolt_logger = logging.getLogger("ftbot.bolt")
     bolt_logger.addFilter(_same_token_notice)
     bolt_logger.addFilter(_without_request_bodies)  # Bolt copies these onto its own loggers
-    app = App(
+    pool = InboxExecutor(engine, max_workers=settings.ftbot_work_threads, capacity=settings.ftbot_work_queue)
+    options: dict[str, Any] = dict(
         client=client or make_client(settings),
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=not socket_mode,
-        token_verification_enabled=False,  # auth.test happens lazily on the first request instead
-        process_before_response=False,
+        # Listeners ack on the request thread and hand their work to `pool` (bot/work.py), so an
+        # ack never waits behind Slack calls.
+        process_before_response=True,
         logger=bolt_logger,
-        listener_executor=InboxExecutor(engine),
+        listener_executor=pool,
     )
+    try:
+        # auth.test now, at start: Bolt would otherwise call it while answering the first request.
+        app = FtbotApp(**options, token_verification_enabled=True)
+    except BoltError as exc:  # Slack unreachable or refusing for now: Bolt asks again on a request
+        log.warning("auth.test failed at start; retried on the first request", extra={"error": str(exc)})
+        app = FtbotApp(**options, token_verification_enabled=False)
     deps = Deps(
         settings=settings,
         engine=engine,
@@ -76,6 +93,8 @@ def build_app(
             settings.ftbot_tally_interval,
         ),
         redis=Redis.from_url(settings.redis_url),
+        pool=pool,
     )
+    app.deps = deps
     listeners.register(app, deps)
     return app

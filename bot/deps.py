@@ -10,6 +10,7 @@ from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
 from bot.directory import Directory
+from bot.inbox import InboxExecutor
 from bot.tally import Throttle
 from runner.core.config import Settings
 from runner.core.policy import Person
@@ -22,6 +23,7 @@ class Deps:
     directory: Directory  # user-group members and display names, cached
     tally: Throttle  # refreshes a project's live tally, throttled per project
     redis: Redis  # job queues (connects on first use)
+    pool: InboxExecutor  # where listeners' work runs after the ack (bot/work.py)
 
     def person(self, client: WebClient, user_id: str) -> Person:
         """`user_id` as the policy sees them: user-group membership is asked of Slack (cached) only

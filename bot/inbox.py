@@ -6,8 +6,10 @@ not counted, a reply never added. Here:
 
 1. The event middleware (``bot/listeners/middleware.py``) records every event, body included, as
    ``pending`` before the ack. The primary key on Slack's event id still drops redeliveries.
-2. :class:`InboxExecutor`, Bolt's listener pool, marks the event ``done`` when its listener returns;
-   the app's error handler marks it ``failed`` (with the error) when the listener raises.
+2. :class:`InboxExecutor`, the pool that runs listeners' work after the ack (``bot/work.py``), marks
+   the event ``done`` when its listener returns; the app's error handler marks it ``failed`` (with
+   the error) when the listener raises. When the pool is full, the event's work is not started at
+   all: the event stays ``pending`` and is replayed.
 3. :class:`Sweeper`, a thread in every server process, replays through the same Bolt app each event
    left ``pending`` or ``failed`` for longer than ``FTBOT_EVENT_REPLAY_AFTER`` seconds, until it has
    been delivered ``FTBOT_EVENT_ATTEMPTS`` times. A replay is claimed by a compare-and-set on the
@@ -160,32 +162,58 @@ def mark_failed(engine: Engine, body: dict[str, Any], error: BaseException) -> N
 
 
 class InboxExecutor(ThreadPoolExecutor):
-    """Bolt's listener pool: an event's listener, once it returns, marks the event done."""
+    """The listener pool: an event's listener, once it returns, marks the event done.
 
-    def __init__(self, engine: Engine, max_workers: int = 5) -> None:
+    It is bounded: `saturated` says when ``capacity`` pieces of work are waiting or running, and
+    `bot.work` then starts no more (a request is told to try again; an event is left for replay).
+    The check and the submit are not one step, so the load can pass ``capacity`` by at most the
+    number of request threads dispatching at that moment.
+    """
+
+    def __init__(self, engine: Engine, max_workers: int = 5, capacity: int = 1_000) -> None:
         super().__init__(max_workers=max_workers, thread_name_prefix="ftbot-listener")
         self.engine = engine
+        self.capacity = capacity
+        self._load = 0
+        self._load_lock = threading.Lock()
+
+    @property
+    def load(self) -> int:
+        """Pieces of work submitted and not finished yet."""
+        return self._load
+
+    @property
+    def saturated(self) -> bool:
+        return self._load >= self.capacity
+
+    def _count(self, delta: int) -> None:
+        with self._load_lock:
+            self._load += delta
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         event_id = _dispatching.get()
         _dispatching.set(None)
-        if event_id is None:
-            return super().submit(fn, *args, **kwargs)
 
         def run_and_settle() -> Any:
-            handling = _Handling(event_id)
+            handling = _Handling(event_id) if event_id is not None else None
             _handling.set(handling)
             try:
-                return fn(*args, **kwargs)  # Bolt's runner: calls the error handler if the listener raises
+                return fn(*args, **kwargs)  # bot.work: calls the error handler if the listener raises
             finally:
                 _handling.set(None)
-                try:
-                    if not handling.settled:
-                        _settle(self.engine, event_id, EventStatus.DONE)
-                except Exception:  # the database is away: the sweeper replays the event later
-                    log.exception("could not mark an event done", extra={"event_id": event_id})
+                self._count(-1)
+                if handling is not None and not handling.settled:
+                    try:
+                        _settle(self.engine, handling.event_id, EventStatus.DONE)
+                    except Exception:  # the database is away: the sweeper replays the event later
+                        log.exception("could not mark an event done", extra={"event_id": handling.event_id})
 
-        return super().submit(run_and_settle)
+        self._count(1)
+        try:
+            return super().submit(run_and_settle)
+        except BaseException:  # shut down: nothing will run it
+            self._count(-1)
+            raise
 
 
 def _signed_headers(secret: str, body: str) -> dict[str, str]:
@@ -209,7 +237,10 @@ def replay_due(app: App, engine: Engine, settings: Settings) -> int:
             .limit(500)
         ).all()
     replayed = 0
+    pool = app.listener_runner.listener_executor
     for event_id, attempts, document in rows:
+        if isinstance(pool, InboxExecutor) and pool.saturated:
+            break  # a replay now would only be left pending again, spending one of its attempts
         body = json.dumps(document, separators=(",", ":"))
         with session_scope(engine) as session:
             claimed = session.execute(

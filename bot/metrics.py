@@ -22,6 +22,9 @@ ACK_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0),
 )
 LISTENER_ERRORS = Counter("ftbot_listener_errors_total", "Exceptions raised in Bolt listeners", ["listener"])
+WORK_REFUSED = Counter(
+    "ftbot_work_refused_total", "Requests answered 'try again' because the work pool was full", ["kind"]
+)
 
 
 def exposition(engine: Engine, redis: Redis | None = None, queues: tuple[str, ...] = ()) -> bytes:
@@ -31,7 +34,7 @@ def exposition(engine: Engine, redis: Redis | None = None, queues: tuple[str, ..
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:
-        for collector in (REQUESTS, ACK_SECONDS, LISTENER_ERRORS):
+        for collector in (REQUESTS, ACK_SECONDS, LISTENER_ERRORS, WORK_REFUSED):
             registry.register(collector)
     registry.register(JobsCollector(engine, redis, queues))
     return generate_latest(registry)

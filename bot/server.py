@@ -1,8 +1,8 @@
 """Gunicorn, embedded: `ftbot serve` runs the WSGI app in worker processes with threads.
 
 Each worker builds its own Bolt app and database engine after the fork (connections must not be
-shared across processes). Threads matter: Bolt acks on the request thread and finishes the
-listener on its own pool, and Slack sends the next request without waiting.
+shared across processes). Threads matter: a listener acks on the request thread and its work runs
+on the app's work pool (`bot.work`), and Slack sends the next request without waiting.
 """
 
 from __future__ import annotations
@@ -10,24 +10,30 @@ from __future__ import annotations
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from redis import Redis
+from sqlalchemy.engine import Engine
 
+from bot.app import FtbotApp, build_app
+from bot.http import FtbotRequestHandler
+from bot.inbox import Sweeper
+from bot.tally import Repairer
 from runner.core.config import Settings
+from runner.core.db import make_engine
+from runner.jobs.reconcile import DeployReconciler
+
+
+def start_housekeeping(app: FtbotApp, engine: Engine, settings: Settings) -> None:
+    """The threads every bot process runs beside its requests (HTTP and Socket Mode alike)."""
+    Sweeper(app, engine, settings).start()  # replays events a crashed process left unfinished
+    DeployReconciler(engine, settings).start()  # settles deployments a crash or outage left half-way
+    Repairer(engine, app.deps.tally, settings.ftbot_repair_interval).start()  # tallies Slack refused
 
 
 def make_wsgi_app(settings: Settings) -> Any:
     """The WSGI callable: the Bolt app behind ftbot's request handler."""
-    from redis import Redis
-
-    from bot.app import build_app
-    from bot.http import FtbotRequestHandler
-    from bot.inbox import Sweeper
-    from runner.core.db import make_engine
-    from runner.jobs.reconcile import DeployReconciler
-
     engine = make_engine(settings.sqlalchemy_url)
     app = build_app(settings, engine)
-    Sweeper(app, engine, settings).start()  # replays events a crashed process left unfinished
-    DeployReconciler(engine, settings).start()  # settles deployments a crash or outage left half-way
+    start_housekeeping(app, engine, settings)
     return FtbotRequestHandler(
         app,
         engine,

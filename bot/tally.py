@@ -4,7 +4,8 @@ Slack allows chat.update roughly once a second per channel before answering 429,
 reactions arrives far faster. Each project is refreshed at most once per interval: the first change
 after a quiet spell refreshes at once, later ones within the interval share one trailing refresh
 that renders the state as it is then, so the last change is always shown. Refreshes of one
-project never overlap, so Slack receives them in order.
+project never overlap, so Slack receives them in order. A refresh Slack did not take is done again
+by the `Repairer`, until Slack shows what the database holds.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+
+from sqlalchemy.engine import Engine
+
+from runner.core.db import session_scope
+from runner.data import projects
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +39,13 @@ class Throttle:
             if key in self._scheduled:
                 return  # a trailing refresh will render this change too
             wait = self._last.get(key, float("-inf")) + self.interval - time.monotonic()
-            if wait > 0:
+            running = self._running.get(key)
+            # One under way (perhaps on this very thread, touching from inside the action): a
+            # trailing one follows it, rather than this thread waiting for it (or for itself).
+            busy = running is not None and running.locked()
+            if wait > 0 or busy:
                 self._scheduled.add(key)
-                timer = threading.Timer(wait, self._fire, args=(key,))
+                timer = threading.Timer(max(wait, 0.0), self._fire, args=(key,))
                 timer.daemon = True
                 timer.start()
                 return
@@ -58,3 +68,48 @@ class Throttle:
                 self.action(key)
         except Exception:  # a refresh must never take a listener down; the next change retries
             log.exception("tally refresh failed", extra={"project_id": key})
+
+
+class Repairer(threading.Thread):
+    """Brings back in line what a refresh left behind: Slack's answers to ``reactions.add``,
+    ``reactions.remove`` or ``chat.update`` can be refusals even after retries (rate limits, an
+    outage), and the tally must still end up showing the last change.
+
+    `refresh_tally` marks a project ``tally_dirty`` until a refresh has gone through; this thread
+    refreshes (through the throttle, so never alongside another refresh of the project) every
+    dirty project every ``interval`` seconds, and every project once at start, in case a process
+    died with a refresh still scheduled.
+    """
+
+    def __init__(self, engine: Engine, throttle: Throttle, interval: float) -> None:
+        super().__init__(name="ftbot-tally-repair", daemon=True)
+        self.engine, self.throttle, self.interval = engine, throttle, interval
+        self.stopped = threading.Event()
+
+    def repair(self, *, everything: bool = False) -> list[int]:
+        """Refresh the dirty projects (or, with `everything`, every project with a root); their ids."""
+        with session_scope(self.engine) as session:
+            due = (
+                [p.id for p in projects.list_projects(session) if p.root_ts and p.id is not None]
+                if everything
+                else projects.dirty_tallies(session)
+            )
+        for project_id in due:
+            self.throttle.touch(project_id)
+        return due
+
+    def run(self) -> None:
+        everything = True
+        while True:
+            try:
+                repaired = self.repair(everything=everything)
+                if repaired and not everything:
+                    log.info("refreshing tallies Slack did not take", extra={"projects": repaired})
+                everything = False
+            except Exception:
+                log.exception("tally repair failed; trying again later")
+            if self.stopped.wait(self.interval):
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()

@@ -12,14 +12,14 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
+import yaml
 from redis import Redis
-from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
@@ -31,6 +31,8 @@ from runner.core.db import make_engine, upgrade
 from tests.slack_client import SlackPeople
 from tests.slack_emulator import SlackEmulator
 
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = ROOT / "deploy" / "slack-manifest.yml"
 DATABASES = [
     d.strip() for d in os.environ.get("FTBOT_TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()
 ]
@@ -77,9 +79,15 @@ def engine(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Engine]:
         raise ValueError(f"unknown database {request.param!r} in FTBOT_TEST_DATABASES")
 
 
+def manifest_bot_scopes() -> list[str]:
+    """The bot token scopes the app manifest requests: all the emulator grants the bot in tests."""
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    return list(manifest["oauth_config"]["scopes"]["bot"])
+
+
 @pytest.fixture
 def emulator() -> Iterator[SlackEmulator]:
-    with SlackEmulator(bot_token=BOT_TOKEN) as emu:
+    with SlackEmulator(bot_token=BOT_TOKEN, scopes=manifest_bot_scopes()) as emu:
         emu.add_channel("CGENERAL", "general")
         emu.add_channel("CDATA", "support-data")
         for user in ("UALICE", "UBOB", "UCAROL", "UDAVE", "UERIN"):
@@ -114,6 +122,7 @@ def settings(tmp_path: Any, emulator: SlackEmulator, redis_url: str) -> Settings
         slack_api_url=emulator.base_url,
         ftbot_data_dir=tmp_path / "data",
         ftbot_tally_interval=0.2,  # tests see throttled refreshes quickly; the logic is the same
+        ftbot_slack_retry_budget=2.0,  # a Retry-After beyond 2 s gives up at once: tests stay quick
     )
 
 
@@ -142,12 +151,7 @@ class RunningBot:
 
 
 def start_bot(settings: Settings, engine: Engine, emulator: SlackEmulator) -> RunningBot:
-    client = WebClient(
-        token=settings.slack_bot_token,
-        base_url=settings.slack_api_url,
-        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)],
-    )
-    app = build_app(settings, engine, client=client)
+    app = build_app(settings, engine)  # its WebClient is the one ftbot serve builds (make_client)
     server = make_server(
         "127.0.0.1",
         0,

@@ -83,9 +83,12 @@ class SlackSide:
         user: str = "UALICE",
         channel: str = "CGENERAL",
         command: str = "/finetune",
+        response_key: str | None = None,
         **post_options: Any,
     ) -> Reply:
+        """A slash command; what the bot posts to its response URL shows under `response_key`."""
         n = next(_counter)
+        response_key = response_key or f"cmd{n}"
         form = {
             "token": "legacy-verification-token",
             "team_id": TEAM_ID,
@@ -97,7 +100,7 @@ class SlackSide:
             "command": command,
             "text": text,
             "api_app_id": APP_ID,
-            "response_url": self.emulator.response_url(f"cmd{n}"),
+            "response_url": self.emulator.response_url(response_key),
             "trigger_id": self.emulator.new_trigger_id(),
         }
         return self.post(urllib.parse.urlencode(form), "application/x-www-form-urlencoded", **post_options)
@@ -144,10 +147,57 @@ class SlackSide:
         *,
         user: str = "UALICE",
         channel: str = "CGENERAL",
+        response_key: str | None = None,
         **post_options: Any,
     ) -> Reply:
-        """Press the button labelled `label` in `message` (a message the bot posted)."""
+        """Press the button labelled `label` in `message` (a message the bot posted). What the bot
+        posts to the press's response URL shows under `response_key` in the emulator's responses."""
         block, element = find_button(message, label)
+        action = {
+            "type": "button",
+            "action_id": element["action_id"],
+            "block_id": block.get("block_id", ""),
+            "text": element["text"],
+            "value": element.get("value", ""),
+            "action_ts": f"{time.time():.6f}",
+            **({"style": element["style"]} if "style" in element else {}),
+        }
+        return self._act(message, action, user, channel, response_key, **post_options)
+
+    def choose(
+        self,
+        message: dict[str, Any],
+        block_id: str,
+        value: str,
+        *,
+        user: str = "UALICE",
+        channel: str = "CGENERAL",
+        response_key: str | None = None,
+        **post_options: Any,
+    ) -> Reply:
+        """Pick the option `value` of the select menu in block `block_id` of `message`."""
+        block = next(b for b in message.get("blocks", []) if b.get("block_id") == block_id)
+        menu = next(e for e in block["elements"] if e.get("type") == "static_select")
+        option = next(o for o in menu["options"] if o["value"] == value)
+        action = {
+            "type": "static_select",
+            "action_id": menu["action_id"],
+            "block_id": block_id,
+            "selected_option": option,
+            "placeholder": menu.get("placeholder"),
+            "action_ts": f"{time.time():.6f}",
+        }
+        return self._act(message, action, user, channel, response_key, **post_options)
+
+    def _act(
+        self,
+        message: dict[str, Any],
+        action: dict[str, Any],
+        user: str,
+        channel: str,
+        response_key: str | None,
+        **post_options: Any,
+    ) -> Reply:
         payload = {
             "type": "block_actions",
             "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM_ID},
@@ -164,18 +214,8 @@ class SlackSide:
             "team": {"id": TEAM_ID, "domain": "acme"},
             "channel": {"id": channel, "name": "general"},
             "message": message,
-            "response_url": self.emulator.response_url(f"act{next(_counter)}"),
-            "actions": [
-                {
-                    "type": "button",
-                    "action_id": element["action_id"],
-                    "block_id": block.get("block_id", ""),
-                    "text": element["text"],
-                    "value": element.get("value", ""),
-                    "action_ts": f"{time.time():.6f}",
-                    **({"style": element["style"]} if "style" in element else {}),
-                }
-            ],
+            "response_url": self.emulator.response_url(response_key or f"act{next(_counter)}"),
+            "actions": [action],
         }
         body = urllib.parse.urlencode({"payload": json.dumps(payload)})
         return self.post(body, "application/x-www-form-urlencoded", **post_options)

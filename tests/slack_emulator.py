@@ -16,11 +16,21 @@ What it does
     ``socket_mode_url``: a string, or a callable giving a fresh URL per call, e.g.
     ``tests.socket_mode_server.SocketModeServer.new_url``. An app-level token is refused
     (``not_allowed_token_type``) by every other method.
+  * OAuth scopes: a token created with ``scopes`` (the bot token's: ``SlackEmulator(scopes=...)``,
+    another's: ``add_token(..., scopes=...)``) may call only the methods whose reference ``scope.bot``
+    it holds; any other call is refused with ``missing_scope`` and Slack's ``needed`` / ``provided``
+    fields. Where the reference lists one scope per kind of conversation (``channels:history``,
+    ``groups:history``, ``im:history``, …) the one for the conversation named in the call is needed.
+    ``scopes=None`` (the default) grants every scope.
   * Missing required arguments are refused with the error Slack gives (from the method's own error list,
     e.g. ``channel_not_found``, ``user_not_found``), else ``invalid_arguments`` plus
     ``response_metadata.messages``.
+  * Posting (``chat.postMessage``, ``chat.postEphemeral``) in a channel the bot is not a member of is
+    refused with ``not_in_channel`` (``invite`` adds it).
   * Keeps state: channels, users, user groups, messages and threads (Slack-like ``ts``), reactions,
     ephemeral messages, modal/home views, trigger ids (single use), uploaded files.
+  * ``rate_limit_all(retry_after)`` answers every Web API call HTTP 429 until ``rate_limit_all(None)``
+    (a workspace whose quota is spent); response URLs are not the Web API and keep answering.
   * Checks the Block Kit limits Slack enforces most often: blocks must be a list of objects with a
     ``type``; 50 blocks per message, 100 per view; unique ``block_id``; section text 3,000 and header text
     150 characters; modal title/submit/close 24 characters; ``private_metadata`` 3,000 characters; text
@@ -29,8 +39,8 @@ What it does
     ``rate_limit_next`` -> HTTP 429 with ``Retry-After``).
 
 What it does not do
-  * OAuth scopes, token types (beyond app-level vs bot/user), Enterprise Grid, Slack Connect, archived
-    channels, rate-limit tiers.
+  * Token types (beyond app-level vs bot/user), Enterprise Grid, Slack Connect, archived channels,
+    rate-limit tiers (faults are injected instead).
   * Full Block Kit schema validation (only the checks above); Slack's exact ``response_metadata`` wording.
   * Events: nothing is sent back to the app (no ``message`` / ``reaction_added`` events); over Socket Mode
     the test's WebSocket server delivers them (see ``tests/socket_mode_server.py``).
@@ -75,6 +85,8 @@ MAX_VIEW_BYTES = 250_000
 # Methods that take an app-level token (xapp-...) instead of a bot or user token.
 APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 EMOJI_NAME = re.compile(r"^[a-z0-9_+\-']+(::skin-tone-[2-6])?$")
+# Scopes that come one per kind of conversation: channels:history, groups:history, im:history, …
+CONVERSATION_SCOPE = re.compile(r"^(channels|groups|im|mpim):([a-z.]+)$")
 TS = re.compile(r"^\d+\.\d+$")
 
 # Which of a method's own errors Slack gives when a required argument is missing, in order of preference.
@@ -141,9 +153,10 @@ class SlackError(Exception):
         self.error = error
         self.messages = list(messages)
         self.status = status
+        self.extra: dict[str, Any] = {}  # more fields of the answer (missing_scope: needed, provided)
 
     def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"ok": False, "error": self.error}
+        out: dict[str, Any] = {"ok": False, "error": self.error, **self.extra}
         if self.messages:
             out["response_metadata"] = {"messages": self.messages}
         return out
@@ -156,6 +169,7 @@ class MethodSpec:
     required: tuple[str, ...]
     errors: frozenset[str]
     json_input: bool
+    bot_scopes: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, path: Path) -> MethodSpec:
@@ -168,7 +182,16 @@ class MethodSpec:
             required=required,
             errors=frozenset(data.get("errors") or {}),
             json_input=bool(data.get("json_input_supported")),
+            bot_scopes=tuple((data.get("scope") or {}).get("bot") or ()),
         )
+
+    def scopes_needed(self, conversation: str | None) -> tuple[str, ...]:
+        """The scopes of which a bot token needs one for this call. `conversation` is the kind of
+        conversation it names (``channels``, ``groups``, ``im``, ``mpim``), or None."""
+        per_kind = [s for s in self.bot_scopes if CONVERSATION_SCOPE.match(s)]
+        if conversation is not None and per_kind and len(per_kind) == len(self.bot_scopes):
+            return tuple(s for s in per_kind if s.startswith(conversation + ":")) or tuple(per_kind)
+        return self.bot_scopes
 
     def missing_arg_error(self, arg: str) -> SlackError:
         for candidate in MISSING_ARG_ERRORS.get(arg, ()):
@@ -244,6 +267,7 @@ class SlackEmulator:
         ref_dir: Path = REF_METHODS_DIR,
         app_token: str | None = None,
         socket_mode_url: str | Callable[[], str] | None = None,
+        scopes: Iterable[str] | None = None,
     ) -> None:
         self.bot_token = bot_token
         self.bot_user_id = bot_user_id
@@ -270,6 +294,11 @@ class SlackEmulator:
         self._ts_micros = 0
         # identities by token: (user_id, bot_id or None)
         self._tokens: dict[str, tuple[str, str | None]] = {bot_token: (bot_user_id, bot_id)}
+        # OAuth scopes by token; None: every scope
+        self._scopes: dict[str, frozenset[str] | None] = {
+            bot_token: frozenset(scopes) if scopes is not None else None
+        }
+        self._rate_limit_all: int | None = None  # Retry-After of a 429 to every call, while set
         self._app_tokens: set[str] = {app_token} if app_token else set()
         # What apps.connections.open answers: a WebSocket URL, or a callable minting one per call.
         self.socket_mode_url = socket_mode_url
@@ -362,10 +391,14 @@ class SlackEmulator:
 
     # ------------------------------------------------------------------ setup helpers
 
-    def add_token(self, token: str, user_id: str, bot_id: str | None = None) -> None:
-        """Accept another token (e.g. a user token ``xoxp-...``) acting as ``user_id``."""
+    def add_token(
+        self, token: str, user_id: str, bot_id: str | None = None, scopes: Iterable[str] | None = None
+    ) -> None:
+        """Accept another token (e.g. a user token ``xoxp-...``) acting as ``user_id``, holding
+        ``scopes`` (None: every scope)."""
         with self._lock:
             self._tokens[token] = (user_id, bot_id)
+            self._scopes[token] = frozenset(scopes) if scopes is not None else None
 
     def add_app_token(self, token: str) -> None:
         """Accept an app-level token (``xapp-...``): good for ``apps.connections.open`` and nothing else."""
@@ -444,6 +477,13 @@ class SlackEmulator:
             self._users[id] = user
         return user
 
+    def invite(self, channel: str, user: str) -> None:
+        """Add `user` (the bot, say) to a channel that has a member list (``/invite``)."""
+        with self._lock:
+            members = self._channels[channel].members
+            if members is not None:
+                members.add(user)
+
     def add_usergroup(self, id: str, handle: str, users: Iterable[str]) -> None:
         with self._lock:
             self._usergroups[id] = {"id": id, "handle": handle, "users": list(users)}
@@ -483,6 +523,12 @@ class SlackEmulator:
         with self._lock:
             fault = _Fault("ratelimited", status=429, retry_after=retry_after)
             self._faults.setdefault(method, deque()).extend(fault for _ in range(times))
+
+    def rate_limit_all(self, retry_after: int | None) -> None:
+        """Every Web API call answers HTTP 429 with ``Retry-After: retry_after`` from now on, until
+        called with None (response URLs keep answering: they are not the Web API)."""
+        with self._lock:
+            self._rate_limit_all = retry_after
 
     def hold_next(self, method: str) -> threading.Event:
         """The next call of ``method`` waits, unanswered, until the returned event is set (a slow
@@ -617,6 +663,9 @@ class SlackEmulator:
             spec = self.specs.get(method)
             if spec is None:
                 return 404, {"ok": False, "error": "unknown_method", "req_method": method}, {}
+            if self._rate_limit_all is not None:
+                retry = {"Retry-After": str(self._rate_limit_all)}
+                return 429, {"ok": False, "error": "ratelimited"}, retry
             faults = self._faults.get(method)
             if faults:
                 fault = faults.popleft()
@@ -630,6 +679,7 @@ class SlackEmulator:
                 # Token types: an app-level token opens Socket Mode connections and calls nothing else.
                 if (method in APP_TOKEN_METHODS) != (token in self._app_tokens):
                     raise SlackError("not_allowed_token_type")
+                self._check_scopes(spec, token, args)
                 user_id, bot_id = self._tokens.get(token, ("", None))  # an app-level token acts as no user
                 ctx = _Ctx(method, {k: v for k, v in args.items() if k != "token"}, user_id, bot_id)
                 for arg in spec.required:
@@ -649,6 +699,27 @@ class SlackEmulator:
                 return 404, "Not Found"
             upload.content = data
             return 200, f"OK - {len(data)}"
+
+    # ------------------------------------------------------------------ internals: scopes
+
+    def _conversation_kind(self, args: dict[str, Any]) -> str | None:
+        value = args.get("channel") or args.get("channel_id")
+        channel = self._channels.get(str(value)) if value else None
+        if channel is None:
+            return "im" if value and str(value) in self._users else None  # a user id: the app's DM
+        if channel.is_im:
+            return "im"
+        return "groups" if channel.is_private else "channels"
+
+    def _check_scopes(self, spec: MethodSpec, token: str, args: dict[str, Any]) -> None:
+        granted = self._scopes.get(token)
+        if granted is None:
+            return
+        needed = spec.scopes_needed(self._conversation_kind(args))
+        if needed and not granted & set(needed):
+            error = SlackError("missing_scope")
+            error.extra = {"needed": ",".join(needed), "provided": ",".join(sorted(granted))}
+            raise error
 
     # ------------------------------------------------------------------ internals: ids and lookups
 
@@ -1018,8 +1089,14 @@ class SlackEmulator:
 
     # ------------------------------------------------------------------ handlers: chat
 
+    def _must_be_member(self, ch: Channel) -> None:
+        """Posting needs membership (ftbot has no chat:write.public): ``not_in_channel``."""
+        if not ch.is_im and not self._is_member(ch, self.bot_user_id):
+            raise SlackError("not_in_channel")
+
     def _chat_post_message(self, ctx: _Ctx) -> dict[str, Any]:
         ch = self._channel(ctx.get("channel"), by_name=True)
+        self._must_be_member(ch)
         content = self._message_content(ctx)
         fields = {k: ctx.args[k] for k in ("username", "icon_emoji", "icon_url", "metadata") if ctx.get(k)}
         msg = self._store_message(
@@ -1035,6 +1112,7 @@ class SlackEmulator:
 
     def _chat_post_ephemeral(self, ctx: _Ctx) -> dict[str, Any]:
         ch = self._channel(ctx.get("channel"), by_name=True)
+        self._must_be_member(ch)
         user = str(ctx.get("user"))
         if not self._is_member(ch, user) or (ch.members is None and user not in self._users):
             raise SlackError("user_not_in_channel")

@@ -124,7 +124,13 @@ STATUS = {
 SAMPLES.update(
     {
         "project_modal.json.j2": [
-            {"metadata": '{"channel": "C1", "interview": 3}', "channel_id": "C1", "name": None}
+            {
+                "metadata": '{"channel": "C1", "interview": 3}',
+                "channel_id": "C1",
+                "name": None,
+                "max_reviewers": 100,
+                "max_labels": 50,
+            }
         ],
         "add_to_dataset_modal.json.j2": [
             {
@@ -175,19 +181,44 @@ SAMPLES.update(
             {**STATUS, "trainable": True, "can_train": True, "gates": [{**g, "passed": True} for g in GATES]},
         ],
         "conflicts.json.j2": [
-            {"name": "ticket-router", "items": [], "total": 0, "choices": []},
+            {
+                "name": "ticket-router",
+                "items": [],
+                "total": 0,
+                "first": 1,
+                "page": 0,
+                "more": False,
+                "choices": [],
+                "as_menu": False,
+            },
             {
                 "name": "ticket-router",
                 "total": 40,
+                "first": 16,
+                "page": 1,
+                "more": True,
                 "items": [
-                    {"id": i, "input": LONG, "target": LONG, "votes": "billing ×1, technical ×1"}
+                    {"id": i, "input": LONG, "target": LONG, "votes": ["billing ×1", "technical ×1"]}
                     for i in range(15)
                 ],
+                "choices": [{"label": f"label{i} :{i}:", "value": f"label{i}"} for i in range(4)],
+                "as_menu": False,
+            },
+            {
+                "name": "ticket-router",
+                "total": 3,
+                "first": 1,
+                "page": 0,
+                "more": False,
+                "items": [
+                    {"id": 7, "input": "refund?", "target": "", "votes": ["billing ×1", "shipping ×1"]}
+                ],
                 "choices": [{"label": f"label{i} :{i}:", "value": f"label{i}"} for i in range(25)],
+                "as_menu": True,
             },
         ],
         "home.json.j2": [
-            {"projects": []},
+            {"projects": [], "more": 0},
             {
                 "projects": [
                     {
@@ -200,7 +231,8 @@ SAMPLES.update(
                         "gates": [{"line": ":x: Examples per label: 3 (≥ 10)"}] * 6,
                     }
                     for i in range(30)
-                ]
+                ],
+                "more": 12,
             },
         ],
     }
@@ -386,3 +418,161 @@ SAMPLES["eval_summary.json.j2"] = [
     },
     {**EVAL, "status": "rolled_back", "project": "p" * 64, "version": 123456, "production_version": 123455},
 ]
+
+
+# --- the largest contexts the product allows ---------------------------------------------------
+# Limits enforced at input (runner.data.projects): 50 labels of 64 characters with 40-character
+# emoji, 100 reviewers and user groups, 63-character project names. Text people typed carries
+# `<!here>`, which must reach Slack escaped. Every template has at least one such context.
+
+HERE = "<!here> "
+NAME = "p" * 63
+LABELS = [f"{HERE}{i:02d}".ljust(64, "l") for i in range(50)]
+EMOJI = [f"e{i:02d}".ljust(40, "e") for i in range(50)]
+REVIEWERS = [f"<@W{i:010d}>" for i in range(90)] + [f"<!subteam^S{i:010d}>" for i in range(10)]
+TYPED = (HERE + "x" * 95) * 40  # 4,000 characters someone typed
+
+STRESS: dict[str, list[dict[str, Any]]] = {
+    "interview_started.json.j2": [{"user_id": "W0123456789", "topic": TYPED, "total": 11}],
+    "interview_question.json.j2": SAMPLES["interview_question.json.j2"][-1:],
+    "interview_closed.json.j2": SAMPLES["interview_closed.json.j2"][:1],
+    "interview_result.json.j2": [{**_result(ALL_UNSURE), "topic": TYPED}],
+    "help.json.j2": [{**SAMPLES["help.json.j2"][1], "unknown": TYPED}],
+    "history.json.j2": [
+        {"command": "/finetune", "rows": [f"• 2026-11-28 10:00 <@UALICE> — {'t' * 80} → *Fine-tuning*"] * 100}
+    ],
+    "notice.json.j2": [{"text": TYPED * 20}],
+    "project_modal.json.j2": [
+        {
+            "metadata": '{"channel": "C1", "interview": 3, "response_url": "' + "h" * 500 + '"}',
+            "channel_id": "C1",
+            "name": None,
+            "max_reviewers": 100,
+            "max_labels": 50,
+        }
+    ],
+    "add_to_dataset_modal.json.j2": [
+        {
+            "metadata": '{"channel": "C1", "ts": "1700000000.000100", "thread_ts": "1700000000.000100"}',
+            "projects": [
+                {"name": f"{i:02d}".ljust(63, "p"), "task_type": "classification"} for i in range(100)
+            ],
+            "in_thread": True,
+            "preview": TYPED,
+        }
+    ],
+    "project_root.json.j2": [
+        {
+            "name": NAME,
+            "task_type": "classification",
+            "legend": [f":{e}: {label}" for e, label in zip(EMOJI, LABELS, strict=True)],
+            "total": 10**6,
+            "pending": 10**6,
+            "conflicts": 10**6,
+            "agreement": "Krippendorff's α 0.88, 91% raw",
+            "gates_passed": 6,
+            "gates_total": 6,
+            "trainable": True,
+            "counts": [f"{label}: {10**6}" for label in LABELS],
+            "reviewers": REVIEWERS,
+        }
+    ],
+    "project_status.json.j2": [
+        {
+            **STATUS,
+            "name": NAME,
+            "gates": [{**g, "advice": g["advice"] + " " + ", ".join(LABELS)} for g in GATES] * 3,
+        }
+    ],
+    "conflicts.json.j2": [
+        {
+            "name": NAME,
+            "total": 10**4,
+            "first": 15 * 99 + 1,
+            "page": 99,
+            "more": True,
+            "items": [
+                {
+                    "id": 10**9 + i,
+                    "input": TYPED,
+                    "target": TYPED,
+                    "votes": [f"{label} ×2" for label in LABELS],
+                }
+                for i in range(15)
+            ],
+            "choices": [
+                {"label": f"{label} :{e}:", "value": label} for e, label in zip(EMOJI, LABELS, strict=True)
+            ],
+            "as_menu": True,
+        },
+        {
+            "name": NAME,
+            "total": 10**4,
+            "first": 1,
+            "page": 0,
+            "more": True,
+            "items": [
+                {
+                    "id": 10**9 + i,
+                    "input": TYPED,
+                    "target": TYPED,
+                    "votes": [f"{label} ×2" for label in LABELS],
+                }
+                for i in range(15)
+            ],
+            "choices": [
+                {"label": f"{label} :{e}:", "value": label}
+                for e, label in zip(EMOJI, LABELS[:5], strict=False)
+            ],
+            "as_menu": False,
+        },
+    ],
+    "home.json.j2": [
+        {
+            "projects": [
+                {
+                    "name": f"{i:02d}".ljust(63, "p"),
+                    "task_type": "classification",
+                    "channel_id": "C0123456789",
+                    "total": 10**6,
+                    "passed": 3,
+                    "trainable": False,
+                    "gates": [{"line": ":x: Examples per label: 3 (≥ 10) " + LABELS[0] * 10}] * 6,
+                }
+                for i in range(30)
+            ],
+            "more": 10**6,
+        }
+    ],
+    "run_status.json.j2": [
+        {**RUN, "project": NAME, "status": "failed", "open": False, "error": TYPED * 3, "advice": TYPED}
+    ],
+    "deployment.json.j2": [
+        {
+            "move": {
+                "project": NAME,
+                "action": "rollback",
+                "version": 10**6,
+                "previous": 10**6 + 1,
+                "by": "W0123456789",
+                "reason": TYPED,
+            }
+        }
+    ],
+    "audit.json.j2": [
+        {
+            "project": NAME,
+            "rows": [f"• 2026-11-28 10:00 <@W0123456789> adjudicate example 1 → {LABELS[0]}"] * 30,
+        }
+    ],
+    "eval_summary.json.j2": [
+        {
+            **EVAL,
+            "project": NAME,
+            "version": 10**6,
+            "production_version": 10**6 - 1,
+            "regressions": [f"{label}: 0.90 → 0.70" for label in LABELS],
+            "verdict": {"promote": False, "reason": TYPED},
+        }
+    ],
+}

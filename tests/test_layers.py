@@ -43,10 +43,10 @@ SERVE_AND_REPORT = textwrap.dedent(
         server = make_server("127.0.0.1", 0, FtbotRequestHandler(app, engine, settings=settings))
         threading.Thread(target=server.serve_forever, daemon=True).start()
         slack = SlackPeople(f"http://127.0.0.1:{server.server_port}/slack/events", "s", emulator)
-        statuses = [slack.slash("help").status]
+        statuses = [slack.slash("history").status]
         posted = emulator.post_user_message("CGENERAL", "a ticket", "UALICE")
         statuses.append(slack.react("CGENERAL", posted["ts"], "one", "UALICE").status)
-        emulator.wait_for(lambda: emulator.ephemerals("CGENERAL"), what="the help")
+        emulator.wait_for(lambda: emulator.ephemerals("CGENERAL"), what="the history answer")
         app.listener_runner.listener_executor.shutdown(wait=True)
         server.shutdown()
     print(json.dumps({"statuses": statuses, "modules": sorted(sys.modules)}))

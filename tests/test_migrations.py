@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
 from runner.core.db import downgrade, make_engine, session_scope, upgrade
 from runner.core.models import (
@@ -19,6 +19,7 @@ from runner.core.models import (
     Deployment,
     DeployState,
     EventStatus,
+    Example,
     Interview,
     InterviewStatus,
     ModelVersion,
@@ -223,3 +224,57 @@ def test_0006_marks_versions_rolled_back_from_and_keeps_every_move(empty_engine)
     assert statuses == {1: "candidate", 2: "candidate", 3: "discarded"}
     assert [tuple(m) for m in moves] == [("promote", ""), ("promote", "better"), ("rollback", "errors")]
     upgrade(empty_engine)
+
+
+ROWS_AT_0005 = [
+    """INSERT INTO project (name, task_type, channel_id, root_ts, owner_id, labels, fields, reviewers,
+       reviewer_groups, min_per_label, agreement_threshold, eval_fraction, instructions, created_at)
+       VALUES ('router', 'classification', 'C1', '1.000100', 'U1', '[{"name": "billing", "emoji": "one"}]',
+       '[]', '["U2"]', '[]', 10, 0.6, 0.2, '', CURRENT_TIMESTAMP)""",
+    """INSERT INTO example (project_id, channel_id, message_ts, author_id, source, raw_text, input_text,
+       overlong, warning_marked, created_at) VALUES
+       (1, 'C1', '1.000200', 'U3', 'thread', 'charged twice', 'charged twice', false, false,
+        CURRENT_TIMESTAMP),
+       (1, 'C1', '1.000300', 'U3', 'thread', 'app crashes', 'app crashes', false, false, CURRENT_TIMESTAMP),
+       (1, 'C1', '1.000400', 'U3', 'thread', 'never snapshotted', 'never snapshotted', false, false,
+        CURRENT_TIMESTAMP)""",
+    # Two snapshots that disagreed about example 1 (the split used to move): the first one counts.
+    """INSERT INTO snapshot (id, project_id, created_by, n_train, n_eval, stats, created_at) VALUES
+       ('s-old', 1, 'U1', 2, 0, '{}', '2026-11-01 10:00:00+00'),
+       ('s-new', 1, 'U1', 1, 1, '{}', '2026-11-02 10:00:00+00')""",
+    """INSERT INTO snapshot_example (snapshot_id, example_id, split, input_text, target, label) VALUES
+       ('s-new', 1, 'eval', 'charged twice', 'billing', 'billing'),
+       ('s-old', 1, 'train', 'charged twice', 'billing', 'billing'),
+       ('s-old', 2, 'train', 'app crashes', 'billing', 'billing'),
+       ('s-new', 2, 'train', 'app crashes', 'billing', 'billing')""",
+]
+
+
+def test_0007_pins_each_snapshotted_example_to_the_side_of_its_first_snapshot(empty_engine):
+    upgrade(empty_engine, "0005")
+    with empty_engine.begin() as conn:
+        for statement in ROWS_AT_0005:
+            conn.execute(text(statement))
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata
+        )
+    assert diff == []
+    with session_scope(empty_engine) as session:
+        found = {e.id: e.split for e in session.exec(select(Example)).all()}
+        project = projects.get_project(session, "router")
+        assert (project.tally_dirty, project.root_error) == (False, None)
+    assert found == {1: Split.TRAIN, 2: Split.TRAIN, 3: None}
+    # The new columns take writes, and the migration reverts without losing the rest.
+    with session_scope(empty_engine) as session:
+        project = projects.get_project(session, "router")
+        project.tally_dirty, project.root_error = True, "not_in_channel"
+        session.add(project)
+    downgrade(empty_engine, "0005")
+    with empty_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM example")).scalar() == 3
+        assert conn.execute(text("SELECT count(*) FROM snapshot_example")).scalar() == 4
+    upgrade(empty_engine)
+    with session_scope(empty_engine) as session:
+        assert session.get(Example, 1).split is Split.TRAIN

@@ -121,14 +121,16 @@ def test_serve_socket_acks_commands_and_handles_a_mention(
     opened = emulator.calls_to("apps.connections.open")
     assert len(opened) == 1 and opened[0].headers.get("Authorization") == f"Bearer {APP_TOKEN}"
 
-    # /finetune help: an empty ack at once, then the help as an ephemeral message (bot token)
-    envelopes = [envelope := server.slash_command("help")]
+    # /finetune history: an empty ack at once, then the answer as an ephemeral message (bot token)
+    envelopes = [envelope := server.slash_command("history")]
     assert server.wait_for_ack(envelope) == {"envelope_id": envelope}, ftbot.log()
-    ephemeral = emulator.wait_for(lambda: emulator.ephemerals("CGENERAL"), what="the help ephemeral")[0]
-    assert ephemeral["user"] == "UALICE" and ephemeral["text"] == help_payload()["text"]
+    ephemeral = emulator.wait_for(lambda: emulator.ephemerals("CGENERAL"), what="the history ephemeral")[0]
+    assert ephemeral["user"] == "UALICE" and ephemeral["text"].startswith("Readiness interviews")
     assert emulator.last("chat.postEphemeral").headers.get("Authorization") == f"Bearer {BOT_TOKEN}"
 
-    # an unknown subcommand: the help comes back in the ack itself (accepts_response_payload)
+    # the help, and an unknown subcommand, come back in the ack itself (accepts_response_payload)
+    envelopes.append(envelope := server.slash_command("help"))
+    assert server.wait_for_ack(envelope) == {"envelope_id": envelope, "payload": help_payload()}, ftbot.log()
     envelopes.append(envelope := server.slash_command("nonsense"))
     assert server.wait_for_ack(envelope) == {
         "envelope_id": envelope,

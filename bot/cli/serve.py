@@ -29,12 +29,10 @@ def serve(socket: bool, host: str, port: int, workers: int, threads: int) -> Non
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
         from bot.app import build_app
-        from bot.inbox import Sweeper
-        from runner.jobs.reconcile import DeployReconciler
+        from bot.server import start_housekeeping
 
         app = build_app(config, db_engine, socket_mode=True)
-        Sweeper(app, db_engine, config).start()  # replays events a crashed process left unfinished
-        DeployReconciler(db_engine, config).start()  # settles deployments left half-way
+        start_housekeeping(app, db_engine, config)
         SocketModeHandler(app, config.slack_app_token).start()
         return
     from bot.server import run_gunicorn

@@ -15,8 +15,8 @@ from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot.deps import Deps, deps_of
+from bot.listeners import answers, interview
 from bot.listeners import datasets as datasets_listeners
-from bot.listeners import interview
 from bot.listeners import registry as registry_listeners
 from bot.listeners import training as training_listeners
 from runner.core import audit
@@ -28,7 +28,6 @@ from runner.core.redaction import redact
 from runner.data import gates, projects
 from runner.interview import interviews
 from runner.slack import payloads
-from runner.slack.client import call
 from runner.slack.render import render
 
 COMMAND = "/finetune"
@@ -95,7 +94,7 @@ def history(inv: Invocation) -> None:
         rows = interviews.history(session, channel_id=inv.channel_id)
     lines = [
         f"• {row.created_at:%Y-%m-%d %H:%M} <@{row.user_id}>"
-        + (f" — {row.topic[:80]}" if row.topic else "")
+        + (f" — {payloads.escape(row.topic[:80])}" if row.topic else "")
         + (
             f" → *{row.primary}*" + (f" (then {row.secondary})" if row.secondary else "")
             if row.primary
@@ -103,8 +102,7 @@ def history(inv: Invocation) -> None:
         )
         for row in rows
     ]
-    payload = render("history.json.j2", rows=lines, command=COMMAND)
-    call(inv.client, "chat_postEphemeral", channel=inv.channel_id, user=inv.user_id, **payload)
+    _ephemeral(inv, render("history.json.j2", rows=lines, command=COMMAND))
 
 
 def _project_arg(inv: Invocation, usage: str) -> str | None:
@@ -115,11 +113,26 @@ def _project_arg(inv: Invocation, usage: str) -> str | None:
 
 
 def _ephemeral(inv: Invocation, payload: dict[str, Any]) -> None:
-    call(inv.client, "chat_postEphemeral", channel=inv.channel_id, user=inv.user_id, **payload)
+    """An answer only the person sees: in the channel, or through the command's response URL where
+    the channel refuses the bot."""
+    answers.to_person(
+        inv.client,
+        channel=inv.channel_id,
+        user=inv.user_id,
+        payload=payload,
+        response_url=inv.body.get("response_url"),
+    )
 
 
 def new_project(inv: Invocation) -> None:
-    datasets_listeners.open_project_modal(inv.client, str(inv.body["trigger_id"]), inv.channel_id, None)
+    datasets_listeners.open_project_modal(
+        inv.client,
+        str(inv.body["trigger_id"]),
+        inv.channel_id,
+        None,
+        user_id=inv.user_id,
+        response_url=inv.body.get("response_url"),
+    )
 
 
 def status(inv: Invocation) -> None:
@@ -150,6 +163,20 @@ def conflicts(inv: Invocation) -> None:
     _ephemeral(inv, payloads.conflicts(stats))
 
 
+def repost(inv: Invocation) -> None:
+    name = _project_arg(inv, "repost <project>")
+    if name is None:
+        return
+    datasets_listeners.repost_root(
+        inv.deps,
+        inv.client,
+        name,
+        user_id=inv.user_id,
+        channel_id=inv.channel_id,
+        response_url=inv.body.get("response_url"),
+    )
+
+
 def train(inv: Invocation) -> None:
     name = _project_arg(inv, "train <project> [key=value …]")
     if name is None:
@@ -161,6 +188,7 @@ def train(inv: Invocation) -> None:
         words=inv.args[1:],
         user_id=inv.user_id,
         channel_id=inv.channel_id,
+        response_url=inv.body.get("response_url"),
     )
 
 
@@ -203,9 +231,10 @@ def audit_log(inv: Invocation) -> None:
             project = projects.get_project(session, name)
             details = decide(inv.deps.settings, project, Action.READ_AUDIT, person).allowed
             rows = [
-                f"• {e.at:%Y-%m-%d %H:%M} {payloads.slack_person(e.user_id)} {e.action} {e.target}"
+                f"• {e.at:%Y-%m-%d %H:%M} {payloads.slack_person(e.user_id)} {e.action} "
+                + payloads.escape(e.target)
                 + _audit_mark(e)
-                + (f" — {redact(e.detail)[:120]}" if e.detail and details else "")
+                + (f" — {payloads.escape(redact(e.detail)[:120])}" if e.detail and details else "")
                 for e in audit.entries(session, project_id=project.id, limit=30)
             ]
     except DatasetError as exc:
@@ -215,7 +244,7 @@ def audit_log(inv: Invocation) -> None:
 
 
 def show_help(inv: Invocation) -> None:
-    call(inv.client, "chat_postEphemeral", channel=inv.channel_id, user=inv.user_id, **help_payload())
+    _ephemeral(inv, help_payload())  # answered in the ack already (`ack_command`); kept for the table
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {
@@ -238,6 +267,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             conflicts,
         ),
         Subcommand(
+            "repost",
+            "repost <project>",
+            "post a project's thread again when Slack refused it (e.g. before I was invited)",
+            repost,
+        ),
+        Subcommand(
             "train",
             "train <project> [key=value …]",
             "snapshot and QLoRA-train (base_model, epochs, lr, lora_r, lora_alpha, max_len, batch_tokens)",
@@ -254,16 +289,24 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 }
 
 
-def on_command(
-    ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond, context: BoltContext
-) -> None:
+def _words(body: dict[str, Any]) -> tuple[str, list[str]]:
     args = str(body.get("text") or "").split()
-    name = args[0].lower() if args else "start"
-    subcommand = SUBCOMMANDS.get(name)
-    if subcommand is None:
-        ack(**help_payload(unknown=name))  # an unknown subcommand gets the help, at once
-        return
+    return (args[0].lower() if args else "start"), args[1:]
+
+
+def ack_command(ack: Ack, body: dict[str, Any]) -> bool:
+    """Answer Slack at once; the help (and an unknown subcommand, which gets the help) is the ack
+    itself, so it needs no Web API call. False when nothing is left to do."""
+    name, _ = _words(body)
+    if name == "help" or name not in SUBCOMMANDS:
+        ack(**help_payload(unknown=None if name == "help" else name))
+        return False
     ack()
-    subcommand.run(
-        Invocation(deps=deps_of(context), body=body, args=args[1:], client=client, respond=respond)
+    return True
+
+
+def on_command(body: dict[str, Any], client: WebClient, respond: Respond, context: BoltContext) -> None:
+    name, args = _words(body)
+    SUBCOMMANDS[name].run(
+        Invocation(deps=deps_of(context), body=body, args=args, client=client, respond=respond)
     )

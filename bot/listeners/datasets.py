@@ -2,6 +2,8 @@
 shortcut, votes from reactions, conflicts, the live tally and the App Home tab.
 
 Each handler does its database work in one unit of work and calls Slack only after it committed.
+Messages that are not contributions never become examples: bot and integration messages, the bot's
+own, and messages that mention the bot (``@ftbot help`` in a project thread is a question to it).
 """
 
 from __future__ import annotations
@@ -19,25 +21,30 @@ from sqlmodel import Session
 from bot import inbox
 from bot.deps import Deps, deps_of
 from bot.directory import DirectoryMiss
+from bot.listeners import answers
 from runner.core.db import session_scope
-from runner.core.exceptions import DatasetError, FtbotError
+from runner.core.exceptions import DatasetError, FtbotError, TemplateError
 from runner.core.models import Project, TaskType
 from runner.core.policy import Action, decide, perform
 from runner.data import examples, gates, projects, textnorm
 from runner.slack import payloads
-from runner.slack.client import call
+from runner.slack.client import TRANSIENT, call, must_call, try_call
 
 log = logging.getLogger(__name__)
 
-ADJUDICATE_ACTION = re.compile(r"^adjudicate_\d+$")
+# One button per label (few labels), or one select menu of labels (many): see payloads.conflicts.
+ADJUDICATE_ACTION = re.compile(r"^adjudicate_(\d+|select)$")
+CONFLICTS_PAGE_ACTION = "conflicts_page"
 MENTIONED_USER = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 # reactions.add / reactions.remove are rate-limited per workspace (Slack's tier 3, about 50 a
 # minute): a burst of votes flips marks a few at a time, one batch per tally refresh.
 MAX_WARNING_FLIPS = 5
+# Slack's answers to reactions.add / reactions.remove that mean the mark already is as wanted.
+ALREADY = {"already_reacted", "no_reaction"}
 
 
 def ephemeral(client: WebClient, channel: str, user: str, text: str, **extra: Any) -> None:
-    call(client, "chat_postEphemeral", channel=channel, user=user, **extra, **payloads.notice(text))
+    answers.tell(client, channel=channel, user=user, text=text, **extra)
 
 
 # --- the live tally ------------------------------------------------------------------------------
@@ -45,7 +52,13 @@ def ephemeral(client: WebClient, channel: str, user: str, text: str, **extra: An
 
 def refresh_tally(deps: Deps, client: WebClient, project_id: int) -> None:
     """Bring Slack in line with the database for one project (called through the per-project throttle,
-    so refreshes never overlap): the :warning: reactions on conflicts, then the tally message."""
+    so refreshes never overlap): the :warning: reactions on conflicts, then the tally message.
+
+    A mark is claimed in the database before its Slack call (so two replicas never add it twice)
+    and given back when the call fails; the project stays ``tally_dirty`` until a refresh has gone
+    through completely, and the repair pass (`bot.tally.Repairer`) retries it until then. Once Slack
+    says "not now" (rate limits beyond the budget), the rest of the refresh is left to that pass.
+    """
     with session_scope(deps.engine) as session:
         project = session.get(Project, project_id)
         if project is None or project.root_ts is None:
@@ -56,18 +69,36 @@ def refresh_tally(deps: Deps, client: WebClient, project_id: int) -> None:
             s.example for s in stats.examples if (s.example.id in conflicted) != s.example.warning_marked
         ]
         flips = [
-            (e.channel_id, e.message_ts, e.id in conflicted)
+            (e.id or 0, e.channel_id, e.message_ts, e.id in conflicted)
             for e in pending[:MAX_WARNING_FLIPS]
             if examples.claim_warning_change(session, e.id or 0, e.id in conflicted)
         ]
         payload = payloads.project_root(stats)
         channel, root_ts = project.channel_id, project.root_ts
-    for example_channel, example_ts, marked in flips:
-        method = "reactions_add" if marked else "reactions_remove"
-        call(client, method, channel=example_channel, timestamp=example_ts, name=projects.WARNING_EMOJI)
-    call(client, "chat_update", channel=channel, ts=root_ts, **payload)
+        projects.mark_tally(session, project_id, dirty=True)  # until this refresh has gone through
+    complete, slack_busy = len(pending) <= MAX_WARNING_FLIPS, False
+    for example_id, example_channel, example_ts, marked in flips:
+        error = "not tried" if slack_busy else _set_warning(client, example_channel, example_ts, marked)
+        if error is not None:
+            complete, slack_busy = False, slack_busy or error in TRANSIENT
+            with session_scope(deps.engine) as session:  # give the claim back: the mark is not there
+                examples.claim_warning_change(session, example_id, not marked)
+    updated = None if slack_busy else call(client, "chat_update", channel=channel, ts=root_ts, **payload)
+    if updated is not None and complete:
+        with session_scope(deps.engine) as session:
+            projects.mark_tally(session, project_id, dirty=False)
     if len(pending) > MAX_WARNING_FLIPS:
         deps.tally.touch(project_id)  # the rest in the next refresh, one interval later
+
+
+def _set_warning(client: WebClient, channel: str, ts: str, marked: bool) -> str | None:
+    """Add (or remove) ftbot's :warning: on a message; Slack's error, or None once it is as wanted."""
+    mark = {"channel": channel, "timestamp": ts, "name": projects.WARNING_EMOJI}
+    if marked:
+        done, error = try_call(client, "reactions_add", **mark)
+    else:
+        done, error = try_call(client, "reactions_remove", **mark)
+    return None if done is not None or error in ALREADY else error
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -112,8 +143,12 @@ def plain_text(deps: Deps, client: WebClient, text: str) -> str:
 
 
 def root_of_thread(client: WebClient, channel_id: str, thread_ts: str) -> int | None:
-    """The project id a thread's root message names in its metadata, if it is a project root."""
-    thread = call(
+    """The project id a thread's root message names in its metadata, if it is a project root.
+
+    Raises:
+        SlackUnavailable: Slack is rate-limiting the call (the event is replayed later).
+    """
+    thread = must_call(
         client, "conversations_replies", channel=channel_id, ts=thread_ts, limit=1, include_all_metadata=True
     )
     messages: list[dict[str, Any]] = thread.get("messages", []) if thread else []
@@ -133,7 +168,9 @@ def project_of_thread(deps: Deps, client: WebClient, channel_id: str, thread_ts:
         if found is not None:
             return found.id
         waiting = [
-            p.id for p in projects.list_projects(session) if p.channel_id == channel_id and not p.root_ts
+            p.id
+            for p in projects.list_projects(session)
+            if p.channel_id == channel_id and not p.root_ts and not p.root_error
         ]
     if not waiting:
         return None
@@ -148,89 +185,192 @@ def project_of_thread(deps: Deps, client: WebClient, channel_id: str, thread_ts:
     return project_id
 
 
-def open_project_modal(client: WebClient, trigger_id: str, channel_id: str, interview_id: int | None) -> None:
-    call(client, "views_open", trigger_id=trigger_id, view=payloads.project_modal(channel_id, interview_id))
+def open_project_modal(
+    client: WebClient,
+    trigger_id: str,
+    channel_id: str,
+    interview_id: int | None,
+    *,
+    user_id: str,
+    response_url: str | None = None,
+) -> None:
+    """Open the project modal. The request's `response_url` travels in the modal's metadata, so the
+    person can be told what happened after the submission even where the bot may not post."""
+    view = payloads.project_modal(channel_id, interview_id, response_url=response_url)
+    opened, error = try_call(client, "views_open", trigger_id=trigger_id, view=view)
+    if opened is None:
+        answers.tell(
+            client,
+            channel=channel_id,
+            user=user_id,
+            text=f"I could not open the project form. {answers.explain(error)}",
+            response_url=response_url,
+        )
 
 
 # --- the project modal ------------------------------------------------------------------------
 
 
-def on_collect(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-    ack()
+def on_collect(body: dict[str, Any], client: WebClient) -> None:
     value = json.loads(body["actions"][0].get("value") or "{}")
-    open_project_modal(client, body["trigger_id"], body["channel"]["id"], value.get("i"))
+    open_project_modal(
+        client,
+        body["trigger_id"],
+        body["channel"]["id"],
+        value.get("i"),
+        user_id=body["user"]["id"],
+        response_url=body.get("response_url"),
+    )
 
 
-def on_project_submitted(
-    ack: Ack, body: dict[str, Any], client: WebClient, view: dict[str, Any], context: BoltContext
-) -> None:
-    deps = deps_of(context)
+def ack_project_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> bool:
+    """Check the form on the request thread: problems go back into the modal, field by field."""
     spec = spec_from_view(view["state"]["values"])
     problems = spec.problems()
     if not problems:
-        with session_scope(deps.engine) as session:
+        with session_scope(deps_of(context).engine) as session:
             if any(p.name == spec.name for p in projects.list_projects(session)):
                 problems["name"] = f"A project named {spec.name} already exists."
     if problems:
         ack(response_action="errors", errors=problems)
-        return
+        return False
     ack()
+    return True
+
+
+def on_project_submitted(
+    body: dict[str, Any], client: WebClient, view: dict[str, Any], context: BoltContext
+) -> None:
+    deps = deps_of(context)
+    spec = spec_from_view(view["state"]["values"])
     metadata = json.loads(view.get("private_metadata") or "{}")
-    user_id = body["user"]["id"]
+    user_id, channel_id = body["user"]["id"], metadata["channel"]
+    response_url = metadata.get("response_url")
     try:
         with session_scope(deps.engine) as session:
             project = projects.create_project(
                 session,
                 spec,
                 owner_id=user_id,
-                channel_id=metadata["channel"],
+                channel_id=channel_id,
                 interview_id=metadata.get("interview"),
             )
-            root = payloads.project_root(gates.project_stats(session, project))
-    except DatasetError as exc:
-        ephemeral(client, metadata["channel"], user_id, str(exc))
-        return
-    assert project.id is not None
-    posted = call(
-        client,
-        "chat_postMessage",
-        channel=project.channel_id,
-        metadata=payloads.root_metadata(project),
-        **root,
-    )
-    if posted is None:
-        ephemeral(
-            client,
-            project.channel_id,
-            user_id,
-            "I created the project but cannot post in this channel: invite me with `/invite @ftbot`.",
+            project_id = project.id
+    except DatasetError as exc:  # the name was taken in the meantime
+        answers.tell(
+            client, channel=channel_id, user=user_id, text=str(exc), response_url=response_url, direct=True
         )
         return
+    assert project_id is not None
+    post_root(deps, client, project_id, user_id=user_id, response_url=response_url)
+
+
+def post_root(
+    deps: Deps, client: WebClient, project_id: int, *, user_id: str, response_url: str | None = None
+) -> bool:
+    """Post a project's root message (the thread examples go in) and remember its ts.
+
+    When Slack refuses it, the project is marked with the reason (``root_error``) and the person is
+    told why and how to post it again (``/finetune repost``); True when the root is posted.
+    """
+    error: str | None
+    try:
+        with session_scope(deps.engine) as session:
+            project = session.get(Project, project_id)
+            assert project is not None
+            root = payloads.project_root(gates.project_stats(session, project))
+            metadata = payloads.root_metadata(project)
+            name, channel_id = project.name, project.channel_id
+        posted, error = try_call(client, "chat_postMessage", channel=channel_id, metadata=metadata, **root)
+    except TemplateError as exc:  # the limits are checked at input; this would be a bug
+        log.exception("project root does not render", extra={"project_id": project_id})
+        posted, error = None, f"render: {exc}"[:500]
     with session_scope(deps.engine) as session:
-        stored = session.get(Project, project.id)
-        if stored is not None and not stored.root_ts:
-            stored.root_ts = posted["ts"]
-            session.add(stored)
-    deps.tally.touch(project.id)  # count replies that raced the root's ts
+        stored = session.get(Project, project_id)
+        assert stored is not None
+        if posted is not None and not stored.root_ts:
+            stored.root_ts, stored.root_error = posted["ts"], None
+        elif posted is None:
+            stored.root_error = error or "unknown"
+        session.add(stored)
+    if posted is None:
+        advice = answers.explain(error) if not (error or "").startswith("render") else f"({error})"
+        answers.tell(
+            client,
+            channel=channel_id,
+            user=user_id,
+            text=f"Project *{name}* is saved, but I could not post its thread in <#{channel_id}>. {advice}\n"
+            f"Then post it with `/finetune repost {name}`.",
+            response_url=response_url,
+            direct=True,
+        )
+        return False
+    deps.tally.touch(project_id)  # count replies that raced the root's ts
+    return True
+
+
+def repost_root(
+    deps: Deps, client: WebClient, name: str, *, user_id: str, channel_id: str, response_url: str | None
+) -> None:
+    """``/finetune repost``: post the root message of a project whose root Slack refused before."""
+    try:
+        with session_scope(deps.engine) as session:
+            project = projects.get_project(session, name)
+            project_id, channel_id, root_ts = project.id, project.channel_id, project.root_ts
+    except DatasetError as exc:
+        answers.tell(client, channel=channel_id, user=user_id, text=str(exc), response_url=response_url)
+        return
+    assert project_id is not None
+    if root_ts:
+        answers.tell(
+            client,
+            channel=channel_id,
+            user=user_id,
+            text=f"The thread of *{name}* is already posted in <#{channel_id}>.",
+            response_url=response_url,
+        )
+        return
+    if post_root(deps, client, project_id, user_id=user_id, response_url=response_url):
+        answers.tell(
+            client,
+            channel=channel_id,
+            user=user_id,
+            text=f"Posted the thread of *{name}* in <#{channel_id}>.",
+            response_url=response_url,
+        )
 
 
 # --- examples: thread replies, edits, deletions ------------------------------------------------
+
+
+def _not_a_contribution(message: dict[str, Any], bot_user_id: str | None) -> bool:
+    """Bot and integration messages, the bot's own, and questions to the bot (mentions)."""
+    user = message.get("user")
+    return (
+        not user
+        or bool(message.get("bot_id") or message.get("bot_profile"))
+        or message.get("subtype") == "bot_message"
+        or (
+            bot_user_id is not None
+            and (user == bot_user_id or f"<@{bot_user_id}" in str(message.get("text") or ""))
+        )
+    )
 
 
 def on_message(event: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     deps = deps_of(context)
     subtype = event.get("subtype")
     if subtype == "message_changed":
-        on_edit(deps, event, client)
+        on_edit(deps, event, client, context.get("bot_user_id"))
     elif subtype == "message_deleted":
         on_delete(deps, event)
-    elif subtype in (None, "thread_broadcast", "file_share") and not event.get("bot_id"):
-        on_reply(deps, event, client)
+    elif subtype in (None, "thread_broadcast", "file_share"):
+        on_reply(deps, event, client, context.get("bot_user_id"))
 
 
-def on_reply(deps: Deps, event: dict[str, Any], client: WebClient) -> None:
+def on_reply(deps: Deps, event: dict[str, Any], client: WebClient, bot_user_id: str | None = None) -> None:
     thread_ts = event.get("thread_ts")
-    if not thread_ts or thread_ts == event.get("ts") or not event.get("user") or event.get("bot_id"):
+    if not thread_ts or thread_ts == event.get("ts") or _not_a_contribution(event, bot_user_id):
         return
     project_id = project_of_thread(deps, client, event["channel"], thread_ts)
     if project_id is None:
@@ -256,12 +396,18 @@ def on_reply(deps: Deps, event: dict[str, Any], client: WebClient) -> None:
         deps.tally.touch(project_id)
 
 
-def on_edit(deps: Deps, event: dict[str, Any], client: WebClient) -> None:
+def on_edit(deps: Deps, event: dict[str, Any], client: WebClient, bot_user_id: str | None = None) -> None:
+    """An edited message. Slack also sends ``message_changed`` when nothing a person wrote changed (a
+    link unfurled, a reply broadcast, a reply count): those leave the example and its votes alone."""
     message = event.get("message") or {}
+    previous = event.get("previous_message") or {}
+    ts = message.get("ts") or previous.get("ts")
+    if not ts or message.get("text") == previous.get("text") or _not_a_contribution(message, bot_user_id):
+        return
     text = plain_text(deps, client, str(message.get("text") or ""))
     try:
         with session_scope(deps.engine) as session:
-            found = examples.edit_example(session, event["channel"], message.get("ts", ""), text)
+            found = examples.edit_example(session, event["channel"], ts, text)
             project_id = found[0].id if found else None
     except DatasetError as exc:
         if message.get("user"):
@@ -274,8 +420,11 @@ def on_edit(deps: Deps, event: dict[str, Any], client: WebClient) -> None:
 
 
 def on_delete(deps: Deps, event: dict[str, Any]) -> None:
+    deleted_ts = event.get("deleted_ts") or (event.get("previous_message") or {}).get("ts")
+    if not deleted_ts:
+        return
     with session_scope(deps.engine) as session:
-        found = examples.delete_example(session, event["channel"], str(event.get("deleted_ts", "")))
+        found = examples.delete_example(session, event["channel"], str(deleted_ts))
         project_id = found[0].id if found else None
     if project_id is not None:
         deps.tally.touch(project_id)
@@ -284,16 +433,20 @@ def on_delete(deps: Deps, event: dict[str, Any]) -> None:
 # --- votes from reactions -----------------------------------------------------------------------
 
 
-def adopt(deps: Deps, client: WebClient, channel: str, ts: str) -> bool:
+def adopt(deps: Deps, client: WebClient, channel: str, ts: str, bot_user_id: str | None) -> bool:
     """Events are not ordered: a reaction can arrive before the message event of the reply it is on.
     An unknown message in a project channel is read from Slack and, if it is a reply in a project
-    thread, added first. True when it was added."""
-    thread = call(client, "conversations_replies", channel=channel, ts=ts, limit=200)
+    thread, added first. True when it was added.
+
+    Raises:
+        SlackUnavailable: Slack is rate-limiting the call (the event is replayed later).
+    """
+    thread = must_call(client, "conversations_replies", channel=channel, ts=ts, limit=200)
     replies: list[dict[str, Any]] = thread.get("messages", []) if thread else []
     message = next((m for m in replies if m.get("ts") == ts), None)
     if message is None:
         return False
-    on_reply(deps, {**message, "channel": channel}, client)
+    on_reply(deps, {**message, "channel": channel}, client, bot_user_id)
     return True
 
 
@@ -304,7 +457,9 @@ class _Reaction:
     project: Project | None = None  # the example's project, when the reaction is on an example
     counted: bool = False  # a vote was added or retracted
     reviewer: bool = True  # False: the person is not a reviewer of the project
-    in_project_channel: bool = False  # not on an example, but in a channel holding a project
+    # Not on a known example, but a label in some project of the channel: worth reading the message
+    # from Slack (👍 on ordinary chatter costs nothing).
+    worth_adopting: bool = False
 
 
 def _count(deps: Deps, channel: str, ts: str, user: str, emoji: str, added: bool) -> _Reaction:
@@ -317,7 +472,7 @@ def _count(deps: Deps, channel: str, ts: str, user: str, emoji: str, added: bool
     with session_scope(deps.engine) as session:
         found = examples.vote_target(session, channel, ts)
         if found is None:
-            return _Reaction(in_project_channel=channel in projects.project_channels(session))
+            return _Reaction(worth_adopting=emoji in projects.legend_emoji_in_channel(session, channel))
         project, example_id = found
         value = projects.legend(project).get(emoji)
         if value is None:
@@ -335,18 +490,23 @@ def on_reaction(event: dict[str, Any], client: WebClient, context: BoltContext, 
     deps = deps_of(context)
     item = event.get("item") or {}
     user = event.get("user", "")
-    if item.get("type") != "message" or user == context.get("bot_user_id"):
+    bot_user_id = context.get("bot_user_id")
+    if item.get("type") != "message" or not user or user == bot_user_id:
         return
     emoji = str(event.get("reaction", "")).split("::")[0]
     channel, ts = item.get("channel", ""), item.get("ts", "")
     outcome = _Reaction()
-    for _attempt in range(3):  # a group to look up, a message to adopt: each settled outside the unit
+    for _attempt in range(3):  # a group to look up, a message to adopt: each done outside the unit
         try:
             outcome = _count(deps, channel, ts, user, emoji, added)
         except DirectoryMiss as miss:
             deps.directory.group_members(client, miss.group_id)
             continue
-        if outcome.project is None and outcome.in_project_channel and adopt(deps, client, channel, ts):
+        if (
+            outcome.project is None
+            and outcome.worth_adopting
+            and adopt(deps, client, channel, ts, bot_user_id)
+        ):
             continue
         break
     project = outcome.project
@@ -378,8 +538,7 @@ def on_reaction_removed(event: dict[str, Any], client: WebClient, context: BoltC
 # --- the Add to dataset shortcut -----------------------------------------------------------------
 
 
-def on_add_shortcut(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
-    ack()
+def on_add_shortcut(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     deps = deps_of(context)
     message = body.get("message") or {}
     channel_id = (body.get("channel") or {}).get("id", "")
@@ -405,13 +564,20 @@ def on_add_shortcut(ack: Ack, body: dict[str, Any], client: WebClient, context: 
         in_thread=in_thread,
         preview=textnorm.slack_to_plain(str(message.get("text") or "")),
     )
-    call(client, "views_open", trigger_id=body["trigger_id"], view=view)
+    opened, error = try_call(client, "views_open", trigger_id=body["trigger_id"], view=view)
+    if opened is None:
+        answers.tell(
+            client,
+            channel=channel_id,
+            user=body["user"]["id"],
+            text=f"I could not open the form. {answers.explain(error)}",
+            response_url=body.get("response_url"),
+        )
 
 
 def on_add_submitted(
-    ack: Ack, body: dict[str, Any], client: WebClient, view: dict[str, Any], context: BoltContext
+    body: dict[str, Any], client: WebClient, view: dict[str, Any], context: BoltContext
 ) -> None:
-    ack()
     deps = deps_of(context)
     metadata = json.loads(view.get("private_metadata") or "{}")
     user_id = body["user"]["id"]
@@ -458,15 +624,37 @@ def on_add_submitted(
 # --- conflicts -------------------------------------------------------------------------------------
 
 
-def on_adjudicate(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
-    ack()
+def _chosen_label(action: dict[str, Any]) -> str:
+    if action.get("type") == "static_select":
+        return str(((action.get("selected_option") or {}).get("value")) or "")
+    return str(json.loads(action.get("value") or "{}").get("l", ""))
+
+
+def _conflict_target(action: dict[str, Any]) -> tuple[str, int]:
+    """(project name, example id) a settle press is about, from the block it was in."""
+    if action.get("type") == "static_select":  # the select's value is only the label (options hold 150 chars)
+        _, project, example_id = str(action.get("block_id", "")).split(":", 2)
+        return project, int(example_id)
+    value = json.loads(action.get("value") or "{}")
+    return str(value.get("p", "")), int(value.get("e", 0))
+
+
+def _channel_of(body: dict[str, Any]) -> str:
+    return str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", ""))
+
+
+def on_adjudicate(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    """An owner settles a conflict. It acts only while the example is still in conflict (an old
+    list's buttons settle nothing twice), and the list is replaced in place with what is left."""
     deps = deps_of(context)
-    value = json.loads(body["actions"][0].get("value") or "{}")
+    action = body["actions"][0]
+    name, example_id = _conflict_target(action)
+    label = _chosen_label(action)
     user_id = body["user"]["id"]
-    channel_id = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
+    page = int(json.loads(action.get("value") or "{}").get("pg", 0)) if action.get("type") == "button" else 0
 
     def settle(session: Session, project: Project) -> gates.ProjectStats:
-        examples.adjudicate(session, project, int(value["e"]), str(value["l"]), user_id)
+        gates.settle_conflict(session, project, example_id, label, user_id)
         return gates.project_stats(session, project)
 
     try:
@@ -475,25 +663,48 @@ def on_adjudicate(ack: Ack, body: dict[str, Any], client: WebClient, context: Bo
             deps.settings,
             Action.SETTLE,
             deps.person(client, user_id),
-            load=lambda session: projects.get_project(session, str(value.get("p", ""))),
+            load=lambda session: projects.get_project(session, name),
             work=settle,
-            target=f"example {value.get('e')} → {value.get('l')}",
+            target=f"example {example_id} → {label}",
         )
     except FtbotError as exc:
-        ephemeral(client, channel_id, user_id, str(exc))
+        ephemeral(client, _channel_of(body), user_id, str(exc), response_url=body.get("response_url"))
+        _refresh_list(deps, client, body, name, page)
         return
     deps.tally.touch(stats.project.id or 0)
-    call(client, "chat_postEphemeral", channel=channel_id, user=user_id, **payloads.conflicts(stats))
+    _show_list(client, body, payloads.conflicts(stats, page=page))
+
+
+def on_conflicts_page(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    """``Show more``: the next page of conflicts, in place of the list."""
+    value = json.loads(body["actions"][0].get("value") or "{}")
+    _refresh_list(deps_of(context), client, body, str(value.get("p", "")), int(value.get("pg", 0)))
+
+
+def _refresh_list(deps: Deps, client: WebClient, body: dict[str, Any], name: str, page: int) -> None:
+    try:
+        with session_scope(deps.engine) as session:
+            stats = gates.project_stats(session, projects.get_project(session, name))
+    except DatasetError:
+        return
+    _show_list(client, body, payloads.conflicts(stats, page=page))
+
+
+def _show_list(client: WebClient, body: dict[str, Any], payload: dict[str, Any]) -> None:
+    """Replace the list that was pressed (through its response URL); a new ephemeral if that fails."""
+    if not answers.via_response_url(body.get("response_url"), payload, replace=True):
+        answers.to_person(client, channel=_channel_of(body), user=body["user"]["id"], payload=payload)
 
 
 # --- App Home --------------------------------------------------------------------------------------
 
 
 def on_home(event: dict[str, Any], client: WebClient, context: BoltContext) -> None:
-    if event.get("tab", "home") != "home":
+    if event.get("tab", "home") != "home" or not event.get("user"):
         return
     deps = deps_of(context)
     with session_scope(deps.engine) as session:
-        shown = projects.list_projects(session)[: payloads.MAX_HOME_PROJECTS]
-        view = payloads.home([gates.project_stats(session, p) for p in shown])
+        every = projects.list_projects(session)
+        shown = every[: payloads.MAX_HOME_PROJECTS]
+        view = payloads.home([gates.project_stats(session, p) for p in shown], total=len(every))
     call(client, "views_publish", user_id=event["user"], view=view)

@@ -18,8 +18,11 @@ MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 
 
 def on_mention(event: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    """``@ftbot help`` answers with the help; any other mention by a person starts an interview.
+    Mentions from integrations (workflows, other apps: no ``user``) get the help at most."""
     text = MENTION.sub("", str(event.get("text", ""))).strip()
     thread_ts = event.get("thread_ts") or event["ts"]
+    user = event.get("user")
     if text.lower().split()[:1] == ["help"]:
         call(
             client,
@@ -29,11 +32,13 @@ def on_mention(event: dict[str, Any], client: WebClient, context: BoltContext) -
             **commands.help_payload(),
         )
         return
+    if not user or event.get("bot_id"):
+        return  # an interview needs a person to answer it
     interview.begin(
         deps_of(context),
         client,
         channel_id=event["channel"],
-        user_id=event["user"],
+        user_id=user,
         team_id=str(context.get("team_id") or ""),
         topic=text,
         source="mention",

@@ -12,11 +12,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, BoltContext
+from slack_bolt import BoltContext
 from slack_sdk import WebClient
 from sqlmodel import Session
 
 from bot.deps import Deps, deps_of
+from bot.listeners import answers
 from runner.core.db import session_scope
 from runner.core.exceptions import InterviewError
 from runner.interview import interviews
@@ -101,15 +102,16 @@ def show(deps: Deps, client: WebClient, state: InterviewState, pressed_ts: str |
 
 
 def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
-    """An ephemeral note to the person who pressed, in the thread they pressed in."""
+    """An ephemeral note to the person who pressed, in the thread they pressed in (through the
+    press's response URL when Slack refuses the ephemeral)."""
     message = body.get("message") or {}
-    call(
+    answers.tell(
         client,
-        "chat_postEphemeral",
         channel=body["channel"]["id"],
         user=body["user"]["id"],
+        text=text,
         thread_ts=message.get("thread_ts") or message.get("ts"),
-        **payloads.notice(text),
+        response_url=body.get("response_url"),
     )
 
 
@@ -135,8 +137,7 @@ def _apply(
     show(deps, client, state, pressed_ts=(body.get("container") or {}).get("message_ts"))
 
 
-def on_answer(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
-    ack()
+def on_answer(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     value, action_id = _press(body)
     answer = Answer(ANSWER_ACTION.match(action_id).group(1))  # type: ignore[union-attr]
     _apply(
@@ -154,8 +155,7 @@ def on_answer(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltCo
     )
 
 
-def on_back(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
-    ack()
+def on_back(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     value, _ = _press(body)
     _apply(
         context,
@@ -167,8 +167,7 @@ def on_back(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltCont
     )
 
 
-def on_restart(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
-    ack()
+def on_restart(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     value, _ = _press(body)
     _apply(
         context,

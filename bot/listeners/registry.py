@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from slack_bolt import Ack, BoltContext
+from slack_bolt import BoltContext
 from slack_sdk import WebClient
 
 from bot.deps import Deps, deps_of
@@ -128,8 +128,7 @@ def _reason(action: str, value: dict[str, Any]) -> str:
 
 
 def _button(action: str) -> Any:
-    def handler(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
-        ack()
+    def handler(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
         value = button_value(body)
         project_name = value.get("p")
         if not isinstance(project_name, str):

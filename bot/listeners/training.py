@@ -7,20 +7,28 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from slack_bolt import Ack, BoltContext
+from slack_bolt import BoltContext
 from slack_sdk import WebClient
 
 from bot.deps import Deps, deps_of
+from bot.listeners import answers
 from runner.core.exceptions import FtbotError
 from runner.jobs import runs
-from runner.slack import notify, payloads
-from runner.slack.client import call
+from runner.slack import notify
 
 
 def request_training(
-    deps: Deps, client: WebClient, *, project_name: str, words: list[str], user_id: str, channel_id: str
+    deps: Deps,
+    client: WebClient,
+    *,
+    project_name: str,
+    words: list[str],
+    user_id: str,
+    channel_id: str,
+    response_url: str | None = None,
 ) -> None:
-    """Authorize, audit, enqueue and announce one training request; refusals are ephemeral."""
+    """Authorize, audit, enqueue and announce one training request; refusals are ephemeral (through
+    the request's response URL where the channel refuses the bot)."""
     try:
         run = runs.request_training(
             deps.engine,
@@ -32,7 +40,7 @@ def request_training(
             channel_id=channel_id,
         )
     except FtbotError as exc:
-        call(client, "chat_postEphemeral", channel=channel_id, user=user_id, **payloads.notice(str(exc)))
+        answers.tell(client, channel=channel_id, user=user_id, text=str(exc), response_url=response_url)
         return
     assert run.id is not None
     notify.run_status(deps.engine, client, run.id)
@@ -42,8 +50,7 @@ def _channel(body: dict[str, Any]) -> str:
     return (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
 
 
-def on_train_button(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
-    ack()
+def on_train_button(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     value = json.loads(body["actions"][0].get("value") or "{}")
     request_training(
         deps_of(context),
@@ -52,11 +59,11 @@ def on_train_button(ack: Ack, body: dict[str, Any], client: WebClient, context: 
         words=[],
         user_id=body["user"]["id"],
         channel_id=_channel(body),
+        response_url=body.get("response_url"),
     )
 
 
-def on_cancel(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
-    ack()
+def on_cancel(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     deps = deps_of(context)
     run_id = int(json.loads(body["actions"][0].get("value") or "{}").get("r", 0))
     user_id = body["user"]["id"]
@@ -65,6 +72,8 @@ def on_cancel(ack: Ack, body: dict[str, Any], client: WebClient, context: BoltCo
             deps.engine, deps.settings, deps.person(client, user_id), run_id, connection=deps.redis
         )
     except FtbotError as exc:
-        call(client, "chat_postEphemeral", channel=_channel(body), user=user_id, **payloads.notice(str(exc)))
+        answers.tell(
+            client, channel=_channel(body), user=user_id, text=str(exc), response_url=body.get("response_url")
+        )
         return
     notify.run_status(deps.engine, client, run_id)

@@ -102,6 +102,24 @@ class Settings(BaseSettings):
     ftbot_event_attempts: int = Field(
         default=3, ge=1, description="Deliveries of one event at most, the first included"
     )
+    ftbot_slack_retry_budget: float = Field(
+        default=15.0,
+        ge=0,
+        description="Seconds one Slack call may spend waiting out rate limits before it gives up",
+    )
+    ftbot_work_threads: int = Field(
+        default=8, ge=1, description="Threads per bot process doing listeners' work after the ack"
+    )
+    ftbot_work_queue: int = Field(
+        default=200,
+        ge=1,
+        description="Listener work waiting or running per bot process before new requests are told to retry",
+    )
+    ftbot_repair_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds between passes that bring tallies and :warning: marks in line with the data",
+    )
     slack_client_id: str | None = Field(default=None, description="Must stay unset (see below)")
     slack_client_secret: str | None = Field(default=None, description="Must stay unset (see below)")
 

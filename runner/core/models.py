@@ -28,7 +28,9 @@ def _ts_column() -> Column:
     return Column(DateTime(timezone=True), nullable=False)
 
 
-def _enum_column(enum: type[StrEnum], *, default: StrEnum | None = None, index: bool = False) -> Column:
+def _enum_column(
+    enum: type[StrEnum], *, default: StrEnum | None = None, index: bool = False, nullable: bool = False
+) -> Column:
     """A column of `enum`'s values (PostgreSQL: a native enum type named after the class)."""
     return Column(
         SqlEnum(
@@ -37,7 +39,7 @@ def _enum_column(enum: type[StrEnum], *, default: StrEnum | None = None, index: 
             values_callable=lambda members: [m.value for m in members],
             validate_strings=True,
         ),
-        nullable=False,
+        nullable=nullable,
         default=default,
         index=index,
     )
@@ -115,6 +117,11 @@ class ProcessedEvent(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
+class Split(StrEnum):
+    TRAIN = "train"
+    EVAL = "eval"
+
+
 class TaskType(StrEnum):
     CLASSIFICATION = "classification"
     EXTRACTION = "extraction"
@@ -142,6 +149,12 @@ class Project(SQLModel, table=True):
     instructions: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     interview_id: int | None = Field(default=None, foreign_key="interview.id")
     tally_updated_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # Slack's tally or :warning: marks may be behind the data (a refresh did not go through); the
+    # repair pass refreshes the project until one does.
+    tally_dirty: bool = Field(default=False)
+    # Why the root message could not be posted (None: posted, or being posted right now);
+    # `/finetune repost` tries again.
+    root_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
 
 
@@ -165,6 +178,8 @@ class Example(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=64)
     decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     warning_marked: bool = Field(default=False)
+    # The side of the split this example took in the first snapshot that held it; it never changes.
+    split: Split | None = Field(default=None, sa_column=_enum_column(Split, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
     edited_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     deleted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
@@ -205,11 +220,6 @@ class Snapshot(SQLModel, table=True):
     n_eval: int = Field(default=0)
     stats: dict[str, Any] = Field(default_factory=dict, sa_column=_json_column())
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
-
-
-class Split(StrEnum):
-    TRAIN = "train"
-    EVAL = "eval"
 
 
 class SnapshotExample(SQLModel, table=True):

@@ -7,15 +7,17 @@ examples and votes around them.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from runner.core.exceptions import DatasetError
 from runner.core.models import Example, Project, TaskType, Vote
 from runner.data import agreement, split, textnorm
-from runner.data.examples import current_votes
+from runner.data.examples import adjudicate, current_votes
 from runner.data.projects import ACCEPT, REJECT, labels_of
 
 MIN_VOTES = 2
@@ -88,6 +90,28 @@ def example_states(session: Session, project: Project) -> list[ExampleState]:
     return states
 
 
+def settle_conflict(session: Session, project: Project, example_id: int, label: str, user_id: str) -> Example:
+    """An owner's final label for an example reviewers disagree on, only while they still do: a
+    button on an old list must not re-decide an example settled since, or one whose votes now agree.
+
+    Raises:
+        DatasetError: the example is not (or no longer) in conflict, or the label is unknown.
+    """
+    example = session.get(Example, example_id)
+    if example is None or example.project_id != project.id or example.deleted_at is not None:
+        raise DatasetError("That example is no longer in the dataset.")
+    if example.final_label is not None:
+        who = example.decided_by or ""
+        by = f" by <@{who}>" if re.fullmatch(r"[UW][A-Z0-9]+", who) else (f" by {who}" if who else "")
+        raise DatasetError(f"That conflict is already settled: *{example.final_label}*{by}. Nothing changed.")
+    votes = current_votes(session, [example_id]).get(example_id, {})
+    if agreement.consensus(votes, min_votes=MIN_VOTES).status != agreement.ConsensusStatus.CONFLICT:
+        raise DatasetError(
+            "Reviewers no longer disagree on that example (its votes changed). Nothing changed."
+        )
+    return adjudicate(session, project, example_id, label, user_id)
+
+
 def usable(state: ExampleState) -> bool:
     """Consensus reached (or decided by an owner) and, for target tasks, the target accepted."""
     if state.label is None:
@@ -116,7 +140,11 @@ def project_stats(session: Session, project: Project) -> ProjectStats:
     items = [
         split.SplitItem(s.example.id or 0, s.example.input_text, training_label(project, s)) for s in decided
     ]
-    splits = split.split_report(items, split.assign_splits(items, project.eval_fraction)) if items else {}
+    # The sides the next snapshot would give (pinned examples keep theirs); texts only earlier
+    # snapshots still hold are left to the snapshot itself.
+    pinned = {s.example.id or 0: s.example.split for s in decided if s.example.split is not None}
+    placed = split.stable_splits(items, pinned, eval_fraction=project.eval_fraction).splits
+    splits = split.split_report([i for i in items if i.id in placed], placed) if items else {}
     groups = textnorm.near_duplicate_groups([s.example.input_text for s in states])
     stats = ProjectStats(
         project=project,

@@ -24,7 +24,12 @@ ACCEPT_EMOJI, REJECT_EMOJI = "white_check_mark", "x"
 WARNING_EMOJI = "warning"
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
 EMOJI = re.compile(r"^:?([a-z0-9_+'-]+):?$")
-MAX_LABEL_CHARS = 64
+# Limits that keep every message about a project within Slack's Block Kit limits (checked in
+# tests/test_templates.py with the largest project these allow):
+MAX_LABEL_CHARS = 64  # a label shows on a settle button or menu option (75 characters with its emoji)
+MAX_EMOJI_CHARS = 40  # custom emoji names are rarely longer; the legend lists every one
+MAX_LABELS = 50  # a select menu holds 100 options; more labels than this hurt agreement anyway
+MAX_REVIEWERS = 100  # users and user groups together (a group counts once, however large)
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,10 @@ class ProjectSpec:
             found["fields"] = "Name the JSON fields to extract, one per line or comma-separated."
         if not self.reviewers and not self.reviewer_groups:
             found["reviewers"] = "Pick at least one reviewer or a user group."
+        elif len(set(self.reviewers)) + len(set(self.reviewer_groups)) > MAX_REVIEWERS:
+            found["reviewers"] = (
+                f"Up to {MAX_REVIEWERS} reviewers and user groups together; a user group counts once."
+            )
         if not 1 <= self.min_per_label <= 100_000:
             found["min_per_label"] = "Use a number from 1 up."
         if not 0 < self.agreement_threshold <= 1:
@@ -93,11 +102,17 @@ def parse_labels(text: str) -> list[LabelSpec]:
             if not match:
                 raise DatasetError(f"{words[-1]} is not an emoji name like :moneybag:")
             emoji = match.group(1)
+            if len(emoji) > MAX_EMOJI_CHARS:
+                raise DatasetError(
+                    f"Keep emoji names to {MAX_EMOJI_CHARS} characters: :{emoji[:20]}…: is longer."
+                )
             words = words[:-1]
         name = " ".join(words).lower()
         if len(name) > MAX_LABEL_CHARS:
             raise DatasetError(f"Keep labels to {MAX_LABEL_CHARS} characters: {name[:20]}… is longer.")
         parsed.append((name, emoji))
+    if len(parsed) > MAX_LABELS:
+        raise DatasetError(f"Up to {MAX_LABELS} labels, one per line; {len(parsed)} were given.")
     free = iter(e for e in DEFAULT_EMOJI if e not in {emoji for _, emoji in parsed})
     labels = []
     for name, emoji in parsed:
@@ -188,3 +203,27 @@ def project_for_thread(session: Session, channel_id: str, thread_ts: str) -> Pro
 def project_channels(session: Session) -> set[str]:
     """Channels that hold a project thread (where a reaction may concern an example)."""
     return set(session.exec(select(Project.channel_id)).all())
+
+
+def legend_emoji_in_channel(session: Session, channel_id: str) -> set[str]:
+    """Every emoji that is a vote in some project whose thread is in `channel_id` (empty: none is)."""
+    found: set[str] = set()
+    for project in session.exec(select(Project).where(Project.channel_id == channel_id)).all():
+        found |= legend(project).keys()
+    return found
+
+
+def mark_tally(session: Session, project_id: int, *, dirty: bool) -> None:
+    """Record whether Slack's tally and marks of the project may be behind its data."""
+    project = session.get(Project, project_id)
+    if project is not None and project.tally_dirty != dirty:
+        project.tally_dirty = dirty
+        session.add(project)
+
+
+def dirty_tallies(session: Session) -> list[int]:
+    """Projects whose tally or marks a refresh has not brought in line yet (their root is posted)."""
+    rows = session.exec(
+        select(Project.id).where(col(Project.tally_dirty).is_(True), col(Project.root_ts).is_not(None))
+    ).all()
+    return [project_id for project_id in rows if project_id is not None]

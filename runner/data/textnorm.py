@@ -399,7 +399,10 @@ def canonical(text: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 # Texts with fewer than _CHAR_MAX_WORDS canonical words are compared on char 5-shingles, texts with
-# at least _WORD_MIN_WORDS words on word 3-shingles; texts in between are compared both ways.
+# at least _WORD_MIN_WORDS words on word 3-shingles; texts in between are compared both ways. Every
+# text is also compared on its set of words, which ignores their order: the same clauses in another
+# order ("I was charged twice and my invoice is wrong" / "my invoice is wrong and I was charged
+# twice") share few shingles but all their words.
 _CHAR_MAX_WORDS = 32
 _WORD_MIN_WORDS = 20
 _CHAR_SHINGLE = 5
@@ -420,12 +423,14 @@ def _word_shingles(words: list[str]) -> set[str]:
     return set(map(" ".join, zip(words, words[1:], words[2:], strict=False)))
 
 
-def _shingle_profile(canonical_text: str) -> tuple[set[str] | None, set[str] | None]:
-    """(char 5-shingles or None, word 3-shingles or None) for one canonical text."""
+def _shingle_profile(
+    canonical_text: str,
+) -> tuple[set[str] | None, set[str] | None, set[str] | None]:
+    """(char 5-shingles or None, word 3-shingles or None, word set or None) for one canonical text."""
     words = canonical_text.split()
     chars = _char_shingles(canonical_text) if len(words) < _CHAR_MAX_WORDS else None
     word = _word_shingles(words) if len(words) >= _WORD_MIN_WORDS else None
-    return chars, word
+    return chars, word, set(words) or None
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:
@@ -566,8 +571,11 @@ def near_duplicate_groups(texts: Sequence[str], threshold: float = 0.85) -> list
     (this includes all texts whose canonical form is empty). Two different canonical forms are
     linked when the Jaccard similarity of their shingle sets is at least ``threshold``: char
     5-shingles when both have fewer than 32 words, word 3-shingles when both have at least 20 words
-    (texts of 20-31 words are compared both ways; a link in either counts). Groups are the
-    connected components of these links (union-find), so grouping is transitive.
+    (texts of 20-31 words are compared both ways), and always their sets of words, which ignore
+    word order: the same clauses or words in another order are near duplicates (at the default
+    0.85, a reordering links, and so does a reordering with one word changed in a text of 13 distinct
+    words or more: 12/14 ≥ 0.85). A link in any of the three counts. Groups are the connected
+    components of these links (union-find), so grouping is transitive.
 
     The group index of a text is the index of the EARLIEST text of its group. Because a link
     depends only on the two texts involved, appending texts never changes the group index of an
@@ -610,18 +618,13 @@ def near_duplicate_groups(texts: Sequence[str], threshold: float = 0.85) -> list
             unique_forms.append(form)
         else:
             uf.union(anchor, i)
-    char_members: list[int] = []
-    char_sets: list[set[str]] = []
-    word_members: list[int] = []
-    word_sets: list[set[str]] = []
+    # One exact join per kind of profile: char shingles, word shingles, word sets (order-insensitive).
+    joins: tuple[tuple[list[int], list[set[str]]], ...] = (([], []), ([], []), ([], []))
     for i, form in zip(unique, unique_forms, strict=True):
-        chars, words = _shingle_profile(form)
-        if chars is not None:
-            char_members.append(i)
-            char_sets.append(chars)
-        if words is not None:
-            word_members.append(i)
-            word_sets.append(words)
-    _similarity_join(char_members, char_sets, threshold, uf)
-    _similarity_join(word_members, word_sets, threshold, uf)
+        for (members, sets), profile in zip(joins, _shingle_profile(form), strict=True):
+            if profile is not None:
+                members.append(i)
+                sets.append(profile)
+    for members, sets in joins:
+        _similarity_join(members, sets, threshold, uf)
     return [uf.find(i) for i in range(len(texts))]

@@ -18,19 +18,36 @@ from runner.interview import readiness
 from runner.interview.interviews import InterviewState
 from runner.interview.readiness import Answer
 from runner.registry.versions import Move, Reconciled
-from runner.slack.render import render
+from runner.slack.render import escape, render
 
 ROOT_METADATA = "ftbot_project_root"
-MAX_CONFLICTS_SHOWN = 15  # two blocks each, within a message's 50
+MAX_CONFLICTS_SHOWN = 15  # a page of conflicts: two blocks each, within a message's 50
+MAX_BUTTON_CHOICES = 5  # more labels than this are offered as a select menu (an actions block holds 25)
 MAX_HOME_PROJECTS = 30  # three blocks each, within the Home tab's 100
+# What ftbot itself puts in a notice: user and channel mentions. Any other <…> is escaped.
+_OWN_MARKUP = re.compile(r"<(?:@[UW][A-Z0-9]+|#[CG][A-Z0-9]+(?:\|[^<>|]*)?)>")
 ANSWER_LABELS = {Answer.YES: "Yes", Answer.NO: "No", Answer.NOT_SURE: "Not sure"}
 QUESTIONS_TOTAL = len(readiness.QUESTIONS)
 SHORT = {q.id: q.id.replace("_", " ") for q in readiness.QUESTIONS}
 
 
+def safe_markup(text: str) -> str:
+    """`text` with ``&``, ``<`` and ``>`` escaped except in user and channel mentions: notices are
+    ftbot's own words quoting, raw, what people typed (a project name, a label), and ``<!here>`` must
+    not ping."""
+    out: list[str] = []
+    last = 0
+    for match in _OWN_MARKUP.finditer(text):
+        out.append(escape(text[last : match.start()]))
+        out.append(match.group(0))
+        last = match.end()
+    out.append(escape(text[last:]))
+    return "".join(out)
+
+
 def notice(text: str) -> dict[str, Any]:
     """A one-section message (ephemeral answers, refusals, errors)."""
-    return render("notice.json.j2", text=text)
+    return render("notice.json.j2", text=safe_markup(text))
 
 
 def slack_person(who: str) -> str:
@@ -92,7 +109,7 @@ def interview_result(state: InterviewState) -> dict[str, Any]:
 
 
 def emoji_legend(project: Project) -> list[str]:
-    return [f":{emoji}: {value}" for emoji, value in projects.legend(project).items()]
+    return [f":{emoji}: {escape(value)}" for emoji, value in projects.legend(project).items()]
 
 
 def agreement_text(stats: ProjectStats) -> str:
@@ -120,7 +137,7 @@ def project_root(stats: ProjectStats) -> dict[str, Any]:
         gates_passed=sum(1 for g in stats.gates if g.passed),
         gates_total=len(stats.gates),
         trainable=stats.trainable,
-        counts=[f"{label}: {n}" for label, n in stats.counts.items()],
+        counts=[f"{escape(label)}: {n}" for label, n in stats.counts.items()],
         reviewers=[f"<@{u}>" for u in users] + [f"<!subteam^{g}>" for g in groups],
     )
 
@@ -145,29 +162,43 @@ def project_status(stats: ProjectStats, *, can_train: bool) -> dict[str, Any]:
     )
 
 
-def conflicts(stats: ProjectStats) -> dict[str, Any]:
+def conflicts(stats: ProjectStats, page: int = 0) -> dict[str, Any]:
+    """One page of the open conflicts (``Show more`` for the next), each with its label choices:
+    a button per label for a few labels, a select menu for many."""
     legend = projects.legend(stats.project)
     choices = [{"label": f"{value} :{emoji}:", "value": value} for emoji, value in legend.items()]
+    pages = max(1, -(-len(stats.conflicts) // MAX_CONFLICTS_SHOWN))
+    page = min(max(page, 0), pages - 1)
+    first = page * MAX_CONFLICTS_SHOWN
     items = [
         {
             "id": s.example.id,
             "input": s.example.input_text,
             "target": s.example.target_text or "",
-            "votes": ", ".join(f"{value} ×{n}" for value, n in s.consensus.counts.items()),
+            "votes": [f"{value} ×{n}" for value, n in s.consensus.counts.items()],
         }
-        for s in stats.conflicts[:MAX_CONFLICTS_SHOWN]
+        for s in stats.conflicts[first : first + MAX_CONFLICTS_SHOWN]
     ]
     return render(
-        "conflicts.json.j2", name=stats.project.name, items=items, total=len(stats.conflicts), choices=choices
+        "conflicts.json.j2",
+        name=stats.project.name,
+        items=items,
+        total=len(stats.conflicts),
+        first=first + 1,
+        page=page,
+        more=page + 1 < pages,
+        choices=choices,
+        as_menu=len(choices) > MAX_BUTTON_CHOICES,
     )
 
 
 def gate_line(gate: Gate) -> str:
-    return f"{':white_check_mark:' if gate.passed else ':x:'} {gate.name}: {gate.value} ({gate.threshold})"
+    icon = ":white_check_mark:" if gate.passed else ":x:"
+    return f"{icon} {escape(f'{gate.name}: {gate.value} ({gate.threshold})')}"
 
 
-def home(all_stats: Sequence[ProjectStats]) -> dict[str, Any]:
-    """The App Home tab: every project (up to a limit) with its gates."""
+def home(all_stats: Sequence[ProjectStats], total: int | None = None) -> dict[str, Any]:
+    """The App Home tab: every project (up to a limit, then how many more of `total`) with its gates."""
     shown = [
         {
             "name": stats.project.name,
@@ -180,16 +211,26 @@ def home(all_stats: Sequence[ProjectStats]) -> dict[str, Any]:
         }
         for stats in all_stats[:MAX_HOME_PROJECTS]
     ]
-    return render("home.json.j2", surface="home", projects=shown)
+    more = max((len(all_stats) if total is None else total) - len(shown), 0)
+    return render("home.json.j2", surface="home", projects=shown, more=more)
 
 
-def project_modal(channel_id: str, interview_id: int | None) -> dict[str, Any]:
+def project_modal(
+    channel_id: str, interview_id: int | None, response_url: str | None = None
+) -> dict[str, Any]:
+    """The project form; `response_url` (of the command or button that opened it) rides along in its
+    metadata, to answer the person after the submission wherever Slack lets ftbot answer."""
+    metadata = {"channel": channel_id, "interview": interview_id}
+    if response_url:
+        metadata["response_url"] = response_url
     return render(
         "project_modal.json.j2",
         surface="modal",
-        metadata=json.dumps({"channel": channel_id, "interview": interview_id}),
+        metadata=json.dumps(metadata),
         channel_id=channel_id,
         name=None,
+        max_reviewers=projects.MAX_REVIEWERS,
+        max_labels=projects.MAX_LABELS,
     )
 
 

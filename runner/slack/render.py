@@ -41,6 +41,47 @@ def _truncate(value: str, limit: int, marker: str = "…") -> str:
     return value if len(value) <= limit else value[: limit - len(marker)] + marker
 
 
+def escape(text: str) -> str:
+    """User text made safe for mrkdwn: ``&``, ``<`` and ``>`` as Slack's entities, so that text such
+    as ``<!here>`` or ``<@U123>`` shows as typed instead of pinging anyone or rendering as a link."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def join_within(items: Any, separator: str, limit: int) -> str:
+    """Join whole items while they fit in `limit` characters, then say how many were left out
+    (``… and 12 more``): a long list never cuts an item (a mention, a label) in half."""
+    values = [str(v) for v in items]
+    lengths = [len(v) for v in values]
+    if sum(lengths) + len(separator) * max(len(values) - 1, 0) <= limit:
+        return separator.join(values)
+    used = 0  # length of the first k items joined
+    best = 0
+    for k in range(1, len(values)):
+        used += lengths[k - 1] + (len(separator) if k > 1 else 0)
+        if used + len(separator) + len(f"… and {len(values) - k} more") > limit:
+            break
+        best = k
+    more = f"… and {len(values) - best} more"
+    return separator.join([*values[:best], more]) if best else _truncate(more, limit)
+
+
+def chunked(items: Any, separator: str, limit: int) -> list[str]:
+    """Every item, joined into as few pieces of at most `limit` characters as whole items allow
+    (an item longer than `limit` alone is truncated)."""
+    pieces: list[str] = []
+    current = ""
+    for value in (str(v) for v in items):
+        value = _truncate(value, limit)
+        if current and len(current) + len(separator) + len(value) > limit:
+            pieces.append(current)
+            current = value
+        else:
+            current = value if not current else current + separator + value
+    if current:
+        pieces.append(current)
+    return pieces
+
+
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -53,6 +94,9 @@ def environment() -> jinja2.Environment:
     )
     env.filters["truncate_to"] = _truncate
     env.filters["tojson"] = _tojson
+    env.filters["esc"] = escape
+    env.filters["join_within"] = join_within
+    env.filters["chunked"] = chunked
     return env
 
 

@@ -261,3 +261,196 @@ def test_appending_items_keeps_old_splits(rows: list[tuple[str, str]], cut: int,
     # Duplicates never straddle, old or new.
     for i, item in enumerate(items):
         assert after[item.id] is after[items[groups_after[i]].id]
+
+
+# --- stability across snapshots (runner.data.split.stable_splits) -----------------------------
+
+from runner.data.split import BRIDGE, EVAL_TWIN_OF_TRAIN, HeldText, stable_splits  # noqa: E402
+from tests.split_sequences import LABELS, SnapshotLog, Step, histories  # noqa: E402
+
+
+def drawn(text: str, label: str = "billing", eval_fraction: float = 0.5) -> Split:
+    return expected_split("ftbot-split-v1", label, text, eval_fraction)
+
+
+def twins_drawn_apart(eval_fraction: float = 0.5) -> tuple[str, str]:
+    """Two reorderings of one ticket whose own draws would put them on different sides."""
+    for i in range(200):
+        first = f"my card was charged twice for order {'x' * i} and the invoice is wrong"
+        second = f"the invoice is wrong and my card was charged twice for order {'x' * i}"
+        if drawn(first, eval_fraction=eval_fraction) != drawn(second, eval_fraction=eval_fraction):
+            return first, second
+    raise AssertionError("no such pair")
+
+
+def test_a_twin_labelled_later_joins_the_side_its_twin_was_snapshotted_on() -> None:
+    earlier, later = twins_drawn_apart()
+    # Snapshot 1: only the later post is labelled; it anchors its group alone and is pinned.
+    first = stable_splits([SplitItem(2, later, "billing")], eval_fraction=0.5)
+    assert first.splits == {2: drawn(later)}
+    # The earlier post is labelled now; it would anchor the group (it is the earliest) and draw the
+    # other side, but its twin is pinned: both stay where the twin was.
+    second = stable_splits(
+        [SplitItem(1, earlier, "billing"), SplitItem(2, later, "billing")],
+        pinned=first.splits,
+        held=[HeldText(2, later, first.splits[2])],
+        eval_fraction=0.5,
+    )
+    assert second.splits == {1: first.splits[2], 2: first.splits[2]} and not second.excluded
+
+
+@pytest.mark.parametrize("what", ["deleted", "unlabelled"])
+def test_the_anchor_leaving_does_not_move_its_twin(what: str) -> None:
+    anchor, twin = twins_drawn_apart()
+    items = [SplitItem(1, anchor, "billing"), SplitItem(2, twin, "billing")]
+    first = stable_splits(items, eval_fraction=0.5)
+    assert first.splits[1] is first.splits[2] is drawn(anchor)
+    held = [HeldText(i.id, i.text, first.splits[i.id]) for i in items]
+    # The anchor is deleted, or loses consensus: either way it is no longer an item.
+    second = stable_splits([items[1]], pinned=first.splits, held=held, eval_fraction=0.5)
+    assert second.splits == {2: drawn(anchor)}, what
+
+
+def test_an_unpinned_near_duplicate_of_a_held_training_text_trains_even_after_that_example_left() -> None:
+    gone, newcomer = twins_drawn_apart()
+    held = [HeldText(1, gone, Split.TRAIN)]  # in a snapshot's train side once; deleted since
+    result = stable_splits([SplitItem(2, newcomer, "billing")], held=held, eval_fraction=0.5)
+    assert result.splits == {2: Split.TRAIN}
+
+
+def test_a_bridge_between_the_sides_is_left_out_and_the_pinned_stay() -> None:
+    # Eleven shared words, shuffled so that no shingles link them: T and E share 11 of 13 distinct
+    # words (0.846, not linked); X has both extra words, 12 of 13 with each (0.923, linked to both).
+    shared = ["ant", "bee", "cat", "dog", "eel", "fox", "gnu", "hen", "ibis", "jay", "kit"]
+    rng = random.Random(1)
+    a, b, c = (rng.sample(shared, len(shared)) for _ in range(3))
+    train_text, eval_text = " ".join(["toad", *a]), " ".join([*b, "emu"])
+    bridge = " ".join([*c[:6], "toad", "emu", *c[6:]])
+    assert near_duplicate_groups([train_text, eval_text]) == [0, 1]
+    assert near_duplicate_groups([train_text, bridge]) == near_duplicate_groups([eval_text, bridge]) == [0, 0]
+    pinned = {1: Split.TRAIN, 2: Split.EVAL}
+    held = [HeldText(1, train_text, Split.TRAIN), HeldText(2, eval_text, Split.EVAL)]
+    items = [SplitItem(1, train_text, "t"), SplitItem(2, eval_text, "t"), SplitItem(3, bridge, "t")]
+    result = stable_splits(items, pinned, held, 0.5)
+    assert result.splits == {1: Split.TRAIN, 2: Split.EVAL} and result.excluded == {3: BRIDGE}
+    # The same bridge with only one side held goes to that side.
+    assert stable_splits([SplitItem(3, bridge, "t")], held=held[:1]).splits == {3: Split.TRAIN}
+
+
+def test_an_eval_example_edited_into_a_training_twin_is_left_out() -> None:
+    train_text = "my card was charged twice and the invoice is wrong"
+    pinned = {1: Split.TRAIN, 2: Split.EVAL}
+    held = [HeldText(1, train_text, Split.TRAIN), HeldText(2, "the parcel has not arrived yet", Split.EVAL)]
+    edited = "the invoice is wrong and my card was charged twice"  # example 2, rewritten
+    result = stable_splits(
+        [SplitItem(1, train_text, "billing"), SplitItem(2, edited, "billing")], pinned, held, 0.5
+    )
+    assert result.splits == {1: Split.TRAIN} and result.excluded == {2: EVAL_TWIN_OF_TRAIN}
+
+
+def test_clause_reorderings_are_grouped_with_the_stated_threshold() -> None:
+    """A routing dataset's held-out texts whose training twin has its clauses in another order:
+    char and word shingles miss them, the order-insensitive word sets (Jaccard ≥ 0.85) do not."""
+    clauses = [
+        ("I was charged twice", "my invoice shows the wrong total"),
+        ("the app crashes on start", "I already reinstalled it"),
+        ("my parcel has not arrived", "the tracking page shows no update since Monday"),
+        ("I cannot log in", "the reset email never arrives"),
+        ("please cancel my plan", "and refund the last payment"),
+    ]
+    train = [f"{a}, and {b}" for a, b in clauses]
+    held_out = [f"{b}, and {a}" for a, b in clauses]
+    for one, other in zip(train, held_out, strict=True):
+        chars, words, _ = _profiles(one)
+        chars2, words2, _ = _profiles(other)
+        assert chars is not None and chars2 is not None
+        assert len(chars & chars2) / len(chars | chars2) < 0.85, "shingles alone would not group them"
+        assert near_duplicate_groups([one, other]) == [0, 0]
+    # The threshold on word sets: one word changed in 13 distinct words links (12/14 ≥ 0.85), in 12
+    # it does not (11/13 < 0.85).
+    words13 = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf"]
+    words13 += ["hotel", "india", "juliet", "kilo", "lima", "mike"]
+    changed = [*words13[:-1], "oscar"]
+    assert near_duplicate_groups([" ".join(words13), " ".join(reversed(changed))]) == [0, 0]
+    words12, changed = words13[:12], [*words13[:11], "oscar"]
+    assert near_duplicate_groups([" ".join(words12), " ".join(reversed(changed))]) == [0, 1]
+    pinned = {i: Split.TRAIN for i in range(len(train))}
+    held = [HeldText(i, text, Split.TRAIN) for i, text in enumerate(train)]
+    items = [SplitItem(100 + i, text, "x") for i, text in enumerate(held_out)]
+    assert set(stable_splits(items, pinned, held, 0.5).splits.values()) == {Split.TRAIN}
+
+
+def _profiles(text: str):
+    from runner.data.textnorm import _shingle_profile
+
+    return _shingle_profile(canonical(text))
+
+
+def run_history(history: list[Step]) -> SnapshotLog:
+    """Apply a history to an in-memory dataset, taking snapshots as build_snapshot does."""
+    texts: list[str] = []
+    labels: dict[int, str] = {}
+    deleted: set[int] = set()
+    pinned: dict[int, Split] = {}
+    held: list[HeldText] = []
+    log = SnapshotLog()
+    for step in history:
+        kind = step[0]
+        if kind == "add":
+            texts.append(step[1])
+            continue
+        if kind == "snapshot":
+            items = [
+                SplitItem(i, texts[i], labels[i])
+                for i in range(len(texts))
+                if i in labels and i not in deleted
+            ]
+            result = stable_splits(items, {i.id: pinned[i.id] for i in items if i.id in pinned}, held, 0.3)
+            rows = {i.id: (i.text, result.splits[i.id]) for i in items if i.id in result.splits}
+            for item in items:  # a pinned item is on its side or left out
+                assert item.id in result.splits or item.id in result.excluded
+                if item.id in pinned and item.id in result.splits:
+                    assert result.splits[item.id] is pinned[item.id]
+            log.check_and_add(rows)
+            for example_id, (text, side) in rows.items():
+                pinned.setdefault(example_id, side)
+                held.append(HeldText(example_id, text, side))
+            continue
+        if not texts:
+            continue
+        n = step[1] % len(texts)
+        if kind == "label":
+            labels[n] = step[2]
+        elif kind == "unlabel":
+            labels.pop(n, None)
+        elif kind == "edit":
+            texts[n] = step[2]
+            labels.pop(n, None)  # an edit makes the votes stale
+        elif kind == "delete":
+            deleted.add(n)
+    return log
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories())
+def test_no_history_moves_a_snapshotted_example_or_splits_a_near_duplicate_group(history: list[Step]) -> None:
+    run_history(history)
+
+
+def test_the_histories_take_snapshots_with_twins_on_both_sides() -> None:
+    """The property test is not vacuous: a fixed history reaches the interesting cases."""
+    first, second = twins_drawn_apart(eval_fraction=0.3)
+    history: list[Step] = [
+        ("add", "the parcel has not arrived yet"),
+        ("add", first),
+        ("add", second),
+        ("label", 2, LABELS[0]),
+        ("label", 0, LABELS[1]),
+        ("snapshot",),
+        ("label", 1, LABELS[0]),
+        ("delete", 2),
+        ("snapshot",),
+    ]
+    log = run_history(history)
+    assert [sorted(s) for s in log.snapshots] == [[0, 2], [0, 1]]
+    assert log.snapshots[1][1][1] is log.snapshots[0][2][1]  # the twin took the pinned side
