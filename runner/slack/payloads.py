@@ -367,7 +367,7 @@ def eval_summary(project: Project, version: ModelVersion, report: dict[str, Any]
     )
     method = (
         "Baselines choose among the labels by likelihood; production and the candidate answer freely."
-        if report["task_type"] == "classification"
+        if report.get("task_type") == "classification"
         else "Baselines and the candidate answer freely."
     )
     return render(
