@@ -18,7 +18,7 @@ from peft import PeftModel
 
 from runner.ml.model import load_base_model, load_tokenizer, pick_device
 
-__all__ = ["Generation", "LabelChoice", "choose_labels", "generate", "load_for_inference"]
+__all__ = ["Generation", "LabelChoice", "answer_ids", "choose_labels", "generate", "load_for_inference"]
 
 
 @dataclass(frozen=True)
@@ -157,24 +157,23 @@ class LabelChoice:
 
 
 def answer_ids(
-    tokenizer: Any, conversation: Sequence[Mapping[str, str]], answer: str
+    tokenizer: Any, conversation: Sequence[Mapping[str, str]], answer: str, stop_ids: Sequence[int] = ()
 ) -> tuple[list[int], list[int]]:
     """The token ids of the prompt and of ``answer`` as the assistant's reply, as training sees them.
 
     The chat template renders the conversation twice, without and with the answer; the answer's
     tokens are what the second adds, up to and including the end-of-turn token (what follows it,
-    such as a newline between turns, is not part of the answer).
+    such as a newline between turns, is not part of the answer). Where the template does not render
+    the answer after the prompt, the answer is the label followed by the EOS token.
 
     Args:
         tokenizer: With a chat template.
         conversation: Message lists without the assistant answer.
         answer: The assistant's reply to score.
+        stop_ids: End-of-turn token ids besides the tokenizer's EOS (the model's generation config).
 
     Returns:
         ``(prompt_ids, answer_ids)``; their concatenation is the sequence to score.
-
-    Raises:
-        ValueError: the template renders the answered conversation without the prompt as its prefix.
     """
     prompt = str(
         tokenizer.apply_chat_template(list(conversation), tokenize=False, add_generation_prompt=True)
@@ -184,12 +183,12 @@ def answer_ids(
             [*conversation, {"role": "assistant", "content": answer}], tokenize=False
         )
     )
-    if not answered.startswith(prompt):
-        raise ValueError("the chat template does not render the answer after the generation prompt")
+    # A template that rewrites earlier turns once answered (some strip reasoning) gets the plain form.
+    tail_text = answered[len(prompt) :] if answered.startswith(prompt) else answer + str(tokenizer.eos_token)
     # Prompt and answer are encoded apart: the boundary after the generation prompt is a turn marker.
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    tail = tokenizer(answered[len(prompt) :], add_special_tokens=False)["input_ids"]
-    stops = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(tokenizer.eos_token)}
+    tail = tokenizer(tail_text, add_special_tokens=False)["input_ids"]
+    stops = {tokenizer.eos_token_id, *stop_ids}
     end = next((k + 1 for k, t in enumerate(tail) if t in stops), len(tail))
     return prompt_ids, tail[:end]
 
@@ -226,9 +225,10 @@ def choose_labels(
         raise ValueError("choose_labels needs at least one label")
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    stop_ids = _stop_ids(model, tokenizer)
     choices = []
     for conversation in conversations:
-        pairs = [answer_ids(tokenizer, conversation, label) for label in labels]
+        pairs = [answer_ids(tokenizer, conversation, label, stop_ids) for label in labels]
         rows = [p + a for p, a in pairs]
         width = max(len(r) for r in rows)
         answer_width = max(len(a) for _, a in pairs)

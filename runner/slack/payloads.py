@@ -360,8 +360,8 @@ def eval_summary(project: Project, version: ModelVersion, report: dict[str, Any]
         deltas.append(f"vs {report.get('reference', 'base')} {_difference(report['comparison'])}")
     classical = systems.get("classical")
     small = (
-        f"{_title('classical', classical)} scores {score_with_interval(classical)}, within the "
-        f"candidate's interval {score_with_interval(candidate)}: {SMALL_CLASSIFIER}."
+        f"{_title('classical', classical)} scores {score_with_interval(classical)} against the "
+        f"candidate's {score_with_interval(candidate)}: {SMALL_CLASSIFIER}."
         if report.get("small_classifier_does_as_well") and classical
         else None
     )
