@@ -348,7 +348,7 @@ def eval_summary(project: Project, version: ModelVersion, report: dict[str, Any]
     for name, system in present.items():
         title = f"Candidate v{version.number}" if name == "candidate" else _title(name, system)
         notes = ["best baseline"] if name == best else []
-        if system.get("unparsable") and system.get("method") == "generation":
+        if system.get("unparsable") is not None and system.get("method") == "generation":
             notes.append(f"{system['unparsable']:.0%} unparsable")
         rows.append({"title": title, "score": score_with_interval(system), "notes": notes})
     deltas = []
