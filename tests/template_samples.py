@@ -613,6 +613,7 @@ STRESS: dict[str, list[dict[str, Any]]] = {
         {
             "project": NAME,
             "rows": [f"• 2026-11-28 10:00 <@W0123456789> adjudicate example 1 → {LABELS[0]}"] * 30,
+            "details_hidden": False,
         }
     ],
     "eval_summary.json.j2": [
@@ -651,3 +652,7 @@ STRESS: dict[str, list[dict[str, Any]]] = {
         }
     ],
 }
+# Notices whose fields are bounded by the product (no text people typed beyond what SAMPLES holds):
+# their largest case is their largest sample.
+for _name in ("promote_again.json.j2", "deploy_reconciled.json.j2"):
+    STRESS.setdefault(_name, SAMPLES[_name][-1:])
