@@ -205,9 +205,10 @@ def choose_labels(
     tokens and the end-of-turn token) after the prompt: the log-probability that the model's whole
     reply is exactly that label. A sum, not a per-token mean: a mean would favour long labels whose
     later tokens follow from the first. No text is generated or parsed, so the score measures which
-    label the model prefers, not whether it answers in the expected format. All labels of one
-    conversation go through one batched forward pass (left-padded, positions counted from each
-    row's first real token), and logits are computed for the answer positions only.
+    label the model prefers, not whether it answers in the expected format. Per conversation the
+    prompt runs once, and the answers of all labels then go through one batched forward pass on
+    copies of the prompt's key/value cache (right-padded), so a long k-shot prompt is not recomputed
+    per label; logits are computed for the answer positions only.
 
     Args:
         model: From :func:`load_for_inference`.
@@ -229,25 +230,25 @@ def choose_labels(
     choices = []
     for conversation in conversations:
         pairs = [answer_ids(tokenizer, conversation, label, stop_ids) for label in labels]
-        rows = [p + a for p, a in pairs]
-        width = max(len(r) for r in rows)
+        prompt = pairs[0][0]
         answer_width = max(len(a) for _, a in pairs)
-        ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # Right padding: a pad only ever follows the answer it pads, so causal attention never sees it.
+        answers = torch.tensor([a + [pad_id] * (answer_width - len(a)) for _, a in pairs], device=device)
         began = time.perf_counter()
         with torch.no_grad():
-            # Left padding lines every answer up at the end: only the last positions need logits.
-            logits = model(
-                input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=answer_width + 1
-            ).logits.float()
+            # The prompt runs once; every label's answer then runs on a copy of its key/value cache.
+            first = model(input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1)
+            cache = first.cache
+            cache.batch_repeat_interleave(len(labels))
+            rest = model(input_ids=answers, cache=cache, use_cache=True).logits
         latency = time.perf_counter() - began
-        log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
-        targets = ids[:, -answer_width:]
-        picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        scores = {}
-        for row, (label, (_, answer)) in enumerate(zip(labels, pairs, strict=True)):
-            scores[label] = float(picked[row, answer_width - len(answer) :].sum())
+        # Logits before each answer token: the prompt's last position, then the answer's own positions.
+        logits = torch.cat([first.logits[:, -1:].expand(len(labels), -1, -1), rest[:, :-1]], dim=1)
+        picked = torch.log_softmax(logits.float(), dim=-1).gather(-1, answers.unsqueeze(-1)).squeeze(-1)
+        scores = {
+            label: float(picked[row, : len(answer)].sum())
+            for row, (label, (_, answer)) in enumerate(zip(labels, pairs, strict=True))
+        }
         best = max(labels, key=lambda label: scores[label])
         choices.append(
             LabelChoice(
