@@ -1,7 +1,7 @@
 """Label choice against free generation: what a classification baseline costs, on the tiny model.
 
 Evaluation scores a classification project's prompted baselines by choosing among the labels
-(``runner.ml.inference.choose_labels``: one forward pass per example over every label) instead of
+(``runner.ml.inference.choose_labels``: the prompt once, then every label on its key/value cache) instead of
 generating an answer and parsing it (``runner.ml.inference.generate``, batch 16, ``max_new_tokens``
 16, evaluation's values). This measures both on the same held-out tickets with the same loaded base
 model (a tiny random Llama, the learning test's width 256, 4-bit NF4 unless ``--no-quant``), zero-shot
