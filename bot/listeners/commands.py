@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from bot.deps import Deps, deps_of
 from bot.listeners import answers, interview
 from bot.listeners import datasets as datasets_listeners
+from bot.listeners import pilot as pilot_listeners
 from bot.listeners import registry as registry_listeners
 from bot.listeners import training as training_listeners
 from runner.core import audit
@@ -211,6 +212,17 @@ def rollback(inv: Invocation) -> None:
     )
 
 
+def pilot(inv: Invocation) -> None:
+    pilot_listeners.command(
+        inv.deps,
+        inv.client,
+        inv.args,
+        user_id=inv.user_id,
+        channel_id=inv.channel_id,
+        response_url=inv.body.get("response_url"),
+    )
+
+
 def _audit_mark(entry: AuditEntry) -> str:
     if not entry.allowed:
         return " :no_entry: refused"
@@ -280,6 +292,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         ),
         Subcommand(
             "rollback", "rollback <project> [vN] [reason]", "on-call: production back a version", rollback
+        ),
+        Subcommand(
+            "pilot",
+            pilot_listeners.USAGE,
+            "owners: production suggests an answer to each new message in a channel; reactions review it",
+            pilot,
         ),
         Subcommand(
             "audit", "audit <project>", "who trained, promoted, rolled back — allowed or refused", audit_log

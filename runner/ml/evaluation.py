@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from runner.core.models import (
     TaskType,
     utcnow,
 )
-from runner.data import exporting, snapshots
+from runner.data import exporting, snapshots, textnorm
 from runner.ml import metrics
 from runner.registry import versions
 
@@ -70,14 +69,7 @@ def held_out(session: Session, version: ModelVersion) -> tuple[Project, str, str
     return project, task_type, instructions, samples, labels
 
 
-def normalise_label(text: str, labels: Sequence[str]) -> str | None:
-    """The label a classifier's answer names, or None when it names none (or several)."""
-    cleaned = re.sub(r"[^\w\s-]", " ", text.lower()).split()
-    exact = " ".join(cleaned)
-    if exact in labels:
-        return exact
-    named = [label for label in labels if label in cleaned]
-    return named[0] if len(named) == 1 else None
+normalise_label = textnorm.label_named  # the rule predictions use too
 
 
 def _generate(
