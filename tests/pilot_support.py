@@ -85,3 +85,86 @@ def evaluation(accuracy: float) -> dict[str, Any]:
         "systems": {"base": None, "production": None, "candidate": {"headline": accuracy}},
         "candidate": {"headline": accuracy},
     }
+
+
+# --- driving a pilot through signed requests -----------------------------------------------------
+
+TRUTH = {"invoice": "billing", "crash": "technical", "password": "account", "parcel": "shipping"}
+LEGEND = {"billing": "one", "technical": "two", "account": "three", "shipping": "four"}
+
+
+def right_label(text: str) -> str:
+    """The queue a test ticket belongs to (each names one keyword of `TRUTH`)."""
+    return next(label for word, label in TRUTH.items() if word in text)
+
+
+def say(
+    slack, channel: str, text: str, user: str = "UDAVE", *, event_id: str | None = None
+) -> dict[str, Any]:
+    """`user` posts a top-level message in `channel` (stored in the emulator, the event delivered)."""
+    message = slack.emulator.post_user_message(channel, text, user)
+    deliver_message(slack, channel, message, event_id=event_id)
+    return message
+
+
+def deliver_message(slack, channel: str, message: dict[str, Any], *, event_id: str | None = None) -> str:
+    """Deliver the message event of `message` (again, for a redelivery); returns its event id."""
+    event_id = event_id or f"Ev{message['ts'].replace('.', '')}"
+    event = {
+        "type": "message",
+        "channel": channel,
+        "user": message["user"],
+        "text": message["text"],
+        "ts": message["ts"],
+        "channel_type": "channel",
+    }
+    assert slack.event(event, event_id=event_id).status == 200
+    return event_id
+
+
+def settled(engine, event_id: str) -> None:
+    """Wait until the bot finished with event `event_id` (the inbox marks it done)."""
+    from runner.core.models import EventStatus, ProcessedEvent
+    from tests.training_support import wait_until
+
+    def done() -> bool:
+        with session_scope(engine) as session:
+            row = session.get(ProcessedEvent, event_id)
+            return row is not None and row.status == EventStatus.DONE
+
+    wait_until(done, timeout=30, what=f"event {event_id} handled")
+
+
+def suggestion(emulator, channel: str, message_ts: str) -> dict[str, Any] | None:
+    """ftbot's suggestion in the thread of message `message_ts`."""
+    return next(
+        (
+            m
+            for m in emulator.messages(channel)
+            if m.get("thread_ts") == message_ts
+            and m["ts"] != message_ts
+            and m.get("text", "").startswith("Suggestion")
+        ),
+        None,
+    )
+
+
+_reaction_ids = iter(range(1, 10**9))
+
+
+def react(
+    slack,
+    engine,
+    channel: str,
+    ts: str,
+    emoji: str,
+    user: str,
+    *,
+    added: bool = True,
+    event_id: str | None = None,
+) -> str:
+    """A reaction as Slack delivers it, waited for until the bot has handled it; returns the event id."""
+    event_id = event_id or f"EvR{next(_reaction_ids):09d}"
+    assert slack.react(channel, ts, emoji, user, added=added, event_id=event_id).status == 200
+    settled(engine, event_id)
+    return event_id

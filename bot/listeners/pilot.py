@@ -65,9 +65,8 @@ def command(
     name, enabled, channel = parsed
 
     def switch(session: Session, project: Project) -> tuple[str, int | None]:
-        chosen = pilot.set_pilot(
-            session, project, enabled=enabled, channel_id=channel or channel_id, by=user_id
-        )
+        where = channel or (channel_id if enabled else None)  # off: wherever it was
+        chosen = pilot.set_pilot(session, project, enabled=enabled, channel_id=where, by=user_id)
         serving = versions.production(session, project)
         return chosen.channel_id, serving.number if serving else None
 
@@ -79,7 +78,7 @@ def command(
             deps.person(client, user_id),
             load=lambda session: projects.get_project(session, name),
             work=switch,
-            target=f"{'on' if enabled else 'off'} in {channel or channel_id}",
+            target="on in " + (channel or channel_id) if enabled else "off",
         )
     except FtbotError as exc:
         answers.tell(client, channel=channel_id, user=user_id, text=str(exc), response_url=response_url)
