@@ -208,7 +208,8 @@ def outcomes(session: Session, version: ModelVersion) -> list[bool]:
 def offline_accuracy(version: ModelVersion) -> float | None:
     """The headline of the version's evaluation on held-out data (None: not evaluated)."""
     report = version.evaluation or {}
-    headline = (report.get("candidate") or {}).get("headline")
+    candidate = report.get("candidate") or (report.get("systems") or {}).get("candidate") or {}
+    headline = candidate.get("headline")
     return float(headline) if isinstance(headline, int | float) else None
 
 
