@@ -26,7 +26,7 @@ from runner.core.exceptions import DatasetError
 from runner.core.models import AuditEntry
 from runner.core.policy import Action, decide
 from runner.core.redaction import redact
-from runner.data import gates, projects
+from runner.data import gates, projects, reliability
 from runner.interview import interviews
 from runner.slack import payloads
 from runner.slack.render import render
@@ -223,6 +223,38 @@ def pilot(inv: Invocation) -> None:
     )
 
 
+def reviewers(inv: Invocation) -> None:
+    """Each reviewer's agreement with the labels the others settled on (pilot reviews included)."""
+    name = _project_arg(inv, "reviewers <project>")
+    if name is None:
+        return
+    try:
+        with session_scope(inv.deps.engine) as session:
+            states = gates.example_states(session, projects.get_project(session, name))
+            rows = reliability.reliability(
+                reliability.Voted(s.votes, s.example.final_label, s.example.source) for s in states
+            )
+    except DatasetError as exc:
+        _ephemeral(inv, payloads.notice(str(exc)))
+        return
+    if not rows:
+        _ephemeral(inv, payloads.notice(f"No reviewer of *{name}* has a vote another vote can check yet."))
+        return
+    lines = [
+        f"• <@{r.reviewer}> agrees {r.agreed}/{r.compared} ({r.rate:.0%}, 95% CI "
+        f"{r.interval[0]:.0%}–{r.interval[1]:.0%})"
+        + (f", {r.pilot} of them pilot reviews" if r.pilot else "")
+        for r in rows
+    ]
+    _ephemeral(
+        inv,
+        payloads.notice(
+            f"Reviewers of *{name}*, against the label the other reviewers (or the owner) settled on:\n"
+            + "\n".join(lines)
+        ),
+    )
+
+
 def _audit_mark(entry: AuditEntry) -> str:
     if not entry.allowed:
         return " :no_entry: refused"
@@ -292,6 +324,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         ),
         Subcommand(
             "rollback", "rollback <project> [vN] [reason]", "on-call: production back a version", rollback
+        ),
+        Subcommand(
+            "reviewers",
+            "reviewers <project>",
+            "each reviewer's agreement with the labels the others settled on",
+            reviewers,
         ),
         Subcommand(
             "pilot",
