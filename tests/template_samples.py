@@ -152,6 +152,34 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
             "resolution": "<@UCAROL> rolled back ticket-router: v2 → v1 (from the drift alert on v2).",
         },
     ],
+    "shadow_report.json.j2": [
+        {
+            "project": "ticket-router",
+            "version": 3,
+            "production_version": 2,
+            "production_revision": 4,
+            "pairs": 30,
+            "candidate": "90% (95% CI 74–97%)",
+            "production": "70% (95% CI 52–83%)",
+            "only_candidate": 7,
+            "only_production": 1,
+            "p_value": "0.070",
+            "better": False,
+        },
+        {
+            "project": "ticket-router",
+            "version": 3,
+            "production_version": 2,
+            "production_revision": 4,
+            "pairs": 60,
+            "candidate": "95% (95% CI 86–98%)",
+            "production": "70% (95% CI 57–80%)",
+            "only_candidate": 16,
+            "only_production": 1,
+            "p_value": "0.000",
+            "better": True,
+        },
+    ],
 }
 
 GATES = [
@@ -689,5 +717,21 @@ STRESS: dict[str, list[dict[str, Any]]] = {
             "resolution": TYPED,
         }
         for resolved in (False, True)
+    ],
+    "shadow_report.json.j2": [
+        {
+            "project": NAME,
+            "version": 10**6,
+            "production_version": 10**6 - 1,
+            "production_revision": 10**6,
+            "pairs": 10**7,
+            "candidate": "100% (95% CI 100–100%)",
+            "production": "100% (95% CI 100–100%)",
+            "only_candidate": 10**7,
+            "only_production": 10**7,
+            "p_value": "1.000",
+            "better": better,
+        }
+        for better in (False, True)
     ],
 }

@@ -156,3 +156,91 @@ def project_version(session, project, number):
     from runner.registry import versions
 
     return versions.get_version(session, project, number)
+
+
+SHADOW_TICKETS = [
+    "invoice twice",
+    "crash at login",
+    "password expired",
+    "parcel lost",
+    "invoice missing",
+    "crash on save",
+]
+
+
+def both_versions(model: str, messages: list[dict[str, str]]) -> tuple[str, float] | None:
+    """v1 mistakes the two crash tickets for account ones; v2 routes everything right."""
+    truth = right_label(messages[-1]["content"])
+    if model == f"{PROJECT}-v1":
+        return ("account" if truth == "technical" else truth), 0.8
+    if model == f"{PROJECT}-v2":
+        return truth, 0.95
+    return None
+
+
+def test_a_candidate_in_shadow_is_compared_on_live_messages_then_promoted(slack, emulator, engine, settings):
+    make_project(engine, settings, count=2)
+    move(engine, settings, "promote", 1)
+    emulator.add_channel("CPILOT", "support")
+    settings.ftbot_shadow_min_reviews = 6
+    with FakeInferenceServer(both_versions) as server:
+        settings.ftbot_inference_url = server.url
+        assert slack.slash("shadow ticket-router v2").status == 200  # no pilot yet
+        emulator.wait_for(lambda: any("Turn the pilot" in e["text"] for e in emulator.ephemerals()))
+        assert slack.slash("pilot ticket-router on <#CPILOT|support>").status == 200
+        assert slack.slash("shadow ticket-router v2", user="UBOB").status == 200  # not the owner
+        emulator.wait_for(lambda: any(e["user"] == "UBOB" for e in emulator.ephemerals()))
+        assert slack.slash("shadow ticket-router v2").status == 200
+        emulator.wait_for(lambda: any("in shadow here" in m["text"] for m in emulator.messages("CPILOT")))
+        messages = [say(slack, "CPILOT", text) for text in SHADOW_TICKETS]
+        for message in messages:
+            settled(engine, f"Ev{message['ts'].replace('.', '')}")
+        answer(settings, engine)
+        assert sorted(server.models_asked()) == [f"{PROJECT}-v1"] * 6 + [f"{PROJECT}-v2"] * 6
+    shown = [emulator.wait_for(lambda m=m: suggestion(emulator, "CPILOT", m["ts"])) for m in messages]
+    # the shadow's answers are stored, never shown
+    assert all(s["text"].startswith("Suggestion from ticket-router v1") for s in shown)
+    assert not any("v2:" in m.get("text", "") for m in emulator.messages("CPILOT"))
+    assert len(predictions(engine)) == 12
+
+    for text, posted in zip(SHADOW_TICKETS, shown, strict=True):
+        says = both_versions(f"{PROJECT}-v1", [{"content": text}])
+        assert says is not None
+        right = right_label(text) == says[0]
+        react(
+            slack,
+            engine,
+            "CPILOT",
+            posted["ts"],
+            "white_check_mark" if right else LEGEND[right_label(text)],
+            "UBOB",
+        )
+    report = emulator.wait_for(
+        lambda: next((m for m in emulator.messages("CPILOT") if m["text"].startswith("Shadow report")), None),
+        what="the shadow report",
+    )
+    # by hand: v2 right on 6 of 6, v1 on 4 of 6; the 2 discordant pairs both favour v2: p = 2 × (1/2)² = 0.5
+    assert report["text"].startswith(
+        "Shadow report of ticket-router v2 against v1 on 6 labeled pilot messages"
+    )
+    assert "100% (95% CI 61%–100%)" in report["text"] and "67% (95% CI 30%–90%)" in report["text"]
+    assert "p = 0.500" in str(report["blocks"]) and "Not better beyond noise" in str(report["blocks"])
+    with session_scope(engine) as session:
+        project = projects.get_project(session, PROJECT)
+        v1 = pilot.version_acceptance(session, project_version(session, project, 1))
+        v2 = pilot.version_acceptance(session, project_version(session, project, 2))
+    assert (v1.rate.accepted, v1.rate.reviewed) == (
+        4,
+        6,
+    ) and v2.rate.reviewed == 0  # shadows are not suggestions
+
+    slack.press(report, "Promote v2", user="UALICE", channel="CPILOT")
+    emulator.wait_for(
+        lambda: any("v1 → v2 is in production" in m["text"] for m in emulator.messages("CGENERAL"))
+    )
+    with session_scope(engine) as session:
+        project = projects.get_project(session, PROJECT)
+        from runner.registry import versions
+
+        assert versions.production(session, project).number == 2  # type: ignore[union-attr]
+        assert versions.history(session, project)[0].reason == "from the shadow report of v2"

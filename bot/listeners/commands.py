@@ -223,6 +223,17 @@ def pilot(inv: Invocation) -> None:
     )
 
 
+def shadow(inv: Invocation) -> None:
+    pilot_listeners.shadow_command(
+        inv.deps,
+        inv.client,
+        inv.args,
+        user_id=inv.user_id,
+        channel_id=inv.channel_id,
+        response_url=inv.body.get("response_url"),
+    )
+
+
 def reviewers(inv: Invocation) -> None:
     """Each reviewer's agreement with the labels the others settled on (pilot reviews included)."""
     name = _project_arg(inv, "reviewers <project>")
@@ -324,6 +335,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         ),
         Subcommand(
             "rollback", "rollback <project> [vN] [reason]", "on-call: production back a version", rollback
+        ),
+        Subcommand(
+            "shadow",
+            pilot_listeners.SHADOW_USAGE,
+            "owners: a candidate answers the pilot's messages beside production, unseen, then a report",
+            shadow,
         ),
         Subcommand(
             "reviewers",

@@ -118,6 +118,55 @@ def on_top_level_message(deps: Deps, event: dict[str, Any], plain: Callable[[str
 def after_review(deps: Deps, project_id: int) -> None:
     """A review changed: test the acceptance of the version in production (an alert if it dropped)."""
     notify.drift_check(deps.settings, deps.engine, project_id)
+    notify.shadow_check(deps.settings, deps.engine, project_id)
+
+
+SHADOW_USAGE = "shadow <project> vN|off"
+
+
+def shadow_command(
+    deps: Deps, client: WebClient, args: list[str], *, user_id: str, channel_id: str, response_url: str | None
+) -> None:
+    """``/finetune shadow <project> vN|off`` (owners; audited): a candidate answers the pilot's
+    messages beside production, stored and never shown; its report comes once enough are labeled."""
+    if len(args) != 2 or not re.fullmatch(r"v\d+|off", args[1].lower()):
+        answers.tell(
+            client,
+            channel=channel_id,
+            user=user_id,
+            text=f"Usage: `/finetune {SHADOW_USAGE}`",
+            response_url=response_url,
+        )
+        return
+    name, word = args[0].lower(), args[1].lower()
+    number = None if word == "off" else int(word[1:])
+
+    def switch(session: Session, project: Project) -> str:
+        pilot.set_shadow(session, project, number, by=user_id)
+        piloted = pilot.pilot_of(session, project)
+        return piloted.channel_id if piloted else channel_id
+
+    try:
+        where = perform(
+            deps.engine,
+            deps.settings,
+            Action.PILOT,
+            deps.person(client, user_id),
+            load=lambda session: projects.get_project(session, name),
+            work=switch,
+            target=f"shadow {word}",
+        )
+    except FtbotError as exc:
+        answers.tell(client, channel=channel_id, user=user_id, text=str(exc), response_url=response_url)
+        return
+    text = (
+        f"<@{user_id}> put v{number} of *{name}* in shadow here: it answers every new message beside "
+        f"production, unseen; its report comes once {deps.settings.ftbot_shadow_min_reviews} are labeled."
+        if number is not None
+        else f"<@{user_id}> ended the shadow of *{name}*."
+    )
+    if call(client, "chat_postMessage", channel=where, **payloads.notice(text)) is None:
+        answers.tell(client, channel=channel_id, user=user_id, text=text, response_url=response_url)
 
 
 def after_move(deps: Deps, project_name: str, resolution: str) -> None:

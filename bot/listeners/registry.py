@@ -34,6 +34,7 @@ SOURCES = {
     "announcement": "from the promotion announcement of v{cur}",
     "confirmation": "confirmed after a warning that v{v} had been rolled back",
     "drift": "from the drift alert on v{cur}",
+    "shadow": "from the shadow report of v{v}",
 }
 
 

@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     ftbot_predict_cache: int = Field(
         default=4, ge=1, le=64, description="Adapters a predict worker keeps loaded beside its base models"
     )
+    ftbot_shadow_min_reviews: int = Field(
+        default=30, ge=1, description="Labeled pilot messages before a shadow candidate's report is posted"
+    )
     ftbot_drift_min_reviews: int = Field(
         default=10, ge=1, description="Reviewed suggestions of a version before its acceptance is tested"
     )

@@ -389,6 +389,10 @@ class Pilot(SQLModel, table=True):
     project_id: int = Field(foreign_key="project.id", primary_key=True)
     channel_id: str = Field(index=True, max_length=32)
     enabled: bool = Field(default=True)
+    # A candidate answering the same messages beside production: stored, never shown.
+    shadow_version_id: int | None = Field(default=None, foreign_key="model_version.id")
+    # The shadow report was posted for this shadow version (once per version).
+    shadow_reported_id: int | None = Field(default=None)
     by: str = Field(default="", max_length=64)
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
 
@@ -413,7 +417,9 @@ class Prediction(SQLModel, table=True):
 
     __tablename__ = "prediction"
     __table_args__ = (
-        UniqueConstraint("project_id", "channel_id", "message_ts", name="uq_prediction_message"),
+        UniqueConstraint(
+            "project_id", "version_id", "channel_id", "message_ts", name="uq_prediction_message"
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -423,6 +429,7 @@ class Prediction(SQLModel, table=True):
     message_ts: str = Field(max_length=48)
     author_id: str = Field(default="", max_length=32)
     input_text: str = Field(sa_column=Column(Text, nullable=False))
+    shadow: bool = Field(default=False)  # a candidate's answer beside production's: never posted
     status: PredictionStatus = Field(
         default=PredictionStatus.QUEUED,
         sa_column=_enum_column(PredictionStatus, default=PredictionStatus.QUEUED, index=True),

@@ -126,3 +126,17 @@ def cusum(
             if alarm_at is None and statistic >= threshold:
                 alarm_at = n
     return Cusum(p0, p1, threshold, min_reviews, statistic, peak, alarm_at)
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar test on paired outcomes: `b` pairs only the candidate got right, `c`
+    only the reference; the p-value that the two are equally good (1.0 with no discordant pair).
+
+    Under the null each discordant pair is a fair coin, so this is a binomial test on ``b`` of
+    ``b + c`` — exact at the small counts a pilot produces, where the chi-squared form is not.
+    """
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
+    return min(1.0, 2 * tail)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from runner.core.config import Settings
@@ -99,6 +100,25 @@ def ask_for_message(
         )
         if new and prediction.id is not None:
             created.append(prediction.id)
+        piloted = pilot_of(session, project)
+        candidate = (
+            session.get(ModelVersion, piloted.shadow_version_id)
+            if piloted and piloted.shadow_version_id
+            else None
+        )
+        if candidate is not None and candidate.id != serving.id:
+            shadowed, new = predictions.ask(
+                session,
+                project,
+                candidate,
+                text,
+                channel_id=channel_id,
+                message_ts=message_ts,
+                author_id=author_id,
+                shadow=True,
+            )
+            if new and shadowed.id is not None:
+                created.append(shadowed.id)
     return created
 
 
@@ -197,6 +217,7 @@ def outcomes(session: Session, version: ModelVersion) -> list[bool]:
         .join(Example, col(Example.id) == col(Prediction.example_id))
         .where(
             Prediction.version_id == version.id,
+            col(Prediction.shadow).is_(False),
             col(Prediction.outcome).is_not(None),
             col(Example.deleted_at).is_(None),
         )
@@ -243,6 +264,7 @@ def version_acceptance(session: Session, version: ModelVersion) -> VersionAccept
                 Prediction.version_id == version.id,
                 Prediction.status == PredictionStatus.DONE,
                 Prediction.channel_id != "",
+                col(Prediction.shadow).is_(False),
             )
         ).all()
     )
@@ -256,7 +278,9 @@ def project_acceptance(session: Session, project: Project) -> list[VersionAccept
     piloted = set(
         session.exec(
             select(Prediction.version_id).where(
-                Prediction.project_id == project.id, Prediction.channel_id != ""
+                Prediction.project_id == project.id,
+                Prediction.channel_id != "",
+                col(Prediction.shadow).is_(False),
             )
         ).all()
     )
@@ -351,3 +375,134 @@ def open_alerts(session: Session, project: Project | None = None) -> list[DriftA
     if project is not None:
         query = query.where(DriftAlert.project_id == project.id)
     return list(session.exec(query.order_by(col(DriftAlert.id))).all())
+
+
+# --- shadow ------------------------------------------------------------------------------------------
+
+
+def set_shadow(session: Session, project: Project, number: int | None, *, by: str) -> ModelVersion | None:
+    """Put version `number` in shadow beside production on the pilot's messages (None: no shadow).
+
+    Raises:
+        DatasetError: no pilot, or the version is the one in production (or unknown).
+    """
+    piloted = pilot_of(session, project)
+    if piloted is None or not piloted.enabled:
+        raise DatasetError(
+            f"Turn the pilot of *{project.name}* on first: `/finetune pilot {project.name} on`."
+        )
+    candidate = None
+    if number is not None:
+        candidate = versions.get_version(session, project, number)
+        serving = versions.production(session, project)
+        if serving is not None and serving.id == candidate.id:
+            raise DatasetError(f"v{number} is in production already; shadow a candidate beside it.")
+    piloted.shadow_version_id = candidate.id if candidate else None
+    piloted.by, piloted.updated_at = by, utcnow()
+    session.add(piloted)
+    return candidate
+
+
+@dataclass(frozen=True)
+class ShadowReport:
+    """Candidate against production on the same labeled pilot messages."""
+
+    project: str
+    candidate: int
+    production: int
+    pairs: int
+    candidate_right: int
+    production_right: int
+    only_candidate: int  # discordant pairs the candidate got right
+    only_production: int
+    p_value: float
+
+    def figures(self) -> dict[str, Any]:
+        cand, prod = (
+            acceptance.Rate(self.candidate_right, self.pairs),
+            acceptance.Rate(self.production_right, self.pairs),
+        )
+        return {
+            "candidate_rate": cand.rate,
+            "candidate_ci": cand.interval,
+            "production_rate": prod.rate,
+            "production_ci": prod.interval,
+        }
+
+
+def shadow_report(session: Session, project: Project) -> ShadowReport | None:
+    """The comparison so far: each pilot message with both answers and a settled review (the label
+    the current votes on its example agree on, one vote enough), production's answer against the
+    candidate's; None without a shadow."""
+    piloted = pilot_of(session, project)
+    if piloted is None or piloted.shadow_version_id is None:
+        return None
+    candidate = session.get(ModelVersion, piloted.shadow_version_id)
+    assert candidate is not None
+    shadowed = session.exec(
+        select(Prediction).where(
+            Prediction.version_id == candidate.id,
+            col(Prediction.shadow).is_(True),
+            Prediction.status == PredictionStatus.DONE,
+        )
+    ).all()
+    pairs = cand_right = prod_right = only_cand = only_prod = 0
+    production_number = 0
+    for shadow in shadowed:
+        shown = session.exec(
+            select(Prediction).where(
+                Prediction.project_id == project.id,
+                Prediction.channel_id == shadow.channel_id,
+                Prediction.message_ts == shadow.message_ts,
+                col(Prediction.shadow).is_(False),
+                col(Prediction.example_id).is_not(None),
+            )
+        ).first()
+        if shown is None or shown.example_id is None:
+            continue
+        votes = current_votes(session, [shown.example_id]).get(shown.example_id, {})
+        label = agreement.consensus(votes, min_votes=1).label if votes else None
+        if label is None:
+            continue
+        served = session.get(ModelVersion, shown.version_id)
+        production_number = served.number if served else production_number
+        right_c = accepted_value(project, shadow) == label
+        right_p = accepted_value(project, shown) == label
+        pairs += 1
+        cand_right += right_c
+        prod_right += right_p
+        only_cand += right_c and not right_p
+        only_prod += right_p and not right_c
+    return ShadowReport(
+        project.name,
+        candidate.number,
+        production_number,
+        pairs,
+        cand_right,
+        prod_right,
+        only_cand,
+        only_prod,
+        acceptance.mcnemar_exact(only_cand, only_prod),
+    )
+
+
+def claim_shadow_report(session: Session, settings: Settings, project: Project) -> ShadowReport | None:
+    """The shadow report, once enough messages are labeled (``FTBOT_SHADOW_MIN_REVIEWS``), claimed so
+    that it is posted once per shadow version; None until then (or once posted)."""
+    piloted = pilot_of(session, project)
+    report = shadow_report(session, project)
+    if piloted is None or report is None or report.pairs < settings.ftbot_shadow_min_reviews:
+        return None
+    claimed = session.execute(  # a compare-and-set: two reviews at once post it once
+        update(Pilot)
+        .where(
+            col(Pilot.project_id) == project.id,
+            col(Pilot.shadow_version_id) == piloted.shadow_version_id,
+            or_(
+                col(Pilot.shadow_reported_id).is_(None),
+                col(Pilot.shadow_reported_id) != piloted.shadow_version_id,
+            ),
+        )
+        .values(shadow_reported_id=piloted.shadow_version_id)
+    )
+    return report if claimed.rowcount else None  # type: ignore[attr-defined]

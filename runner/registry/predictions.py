@@ -89,6 +89,7 @@ def ask(
     channel_id: str = "",
     message_ts: str | None = None,
     author_id: str = "",
+    shadow: bool = False,
 ) -> tuple[Prediction, bool]:
     """Record a prediction of `text` by `version` (idempotent on the Slack message).
 
@@ -103,11 +104,13 @@ def ask(
         message_ts=message_ts or f"cli:{uuid.uuid4().hex}",
         author_id=author_id,
         input_text=text,
+        shadow=shadow,
     )
-    created = insert_ignore(session, row, conflict=("project_id", "channel_id", "message_ts"))
+    created = insert_ignore(session, row, conflict=("project_id", "version_id", "channel_id", "message_ts"))
     stored = session.exec(
         select(Prediction).where(
             Prediction.project_id == project.id,
+            Prediction.version_id == version.id,
             Prediction.channel_id == row.channel_id,
             Prediction.message_ts == row.message_ts,
         )

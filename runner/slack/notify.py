@@ -27,7 +27,7 @@ from runner.core.models import (
 )
 from runner.core.policy import is_group
 from runner.data import projects
-from runner.registry import pilot
+from runner.registry import pilot, versions
 from runner.registry.versions import Reconciled
 from runner.slack import payloads
 from runner.slack.client import UNREACHABLE, call, make_client, try_call
@@ -125,6 +125,7 @@ def post_suggestions(settings: Settings, engine: Engine, prediction_ids: list[in
             if (
                 prediction is None
                 or not prediction.channel_id
+                or prediction.shadow
                 or prediction.status != PredictionStatus.DONE
                 or prediction.suggestion_ts
             ):
@@ -211,3 +212,24 @@ def resolve_alerts(settings: Settings, engine: Engine, project_name: str, resolu
         if client is not None and ts:
             call(client, "chat_update", channel=channel, ts=ts, **payload)
     return [alert_id for alert_id, *_ in updates]
+
+
+def shadow_check(settings: Settings, engine: Engine, project_id: int) -> bool:
+    """Post the shadow report in the pilot channel once enough pilot messages are labeled (once per
+    shadow version). True when it was posted now."""
+    with session_scope(engine) as session:
+        project = session.get(Project, project_id)
+        if project is None:
+            return False
+        report = pilot.claim_shadow_report(session, settings, project)
+        if report is None:
+            return False
+        payload = payloads.shadow_report(
+            report, production_revision=versions.alias(session, project).revision
+        )
+        piloted = pilot.pilot_of(session, project)
+        channel = piloted.channel_id if piloted else project.channel_id
+    client = client_for(settings)
+    if client is not None:
+        call(client, "chat_postMessage", channel=channel, **payload)
+    return True

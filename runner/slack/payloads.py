@@ -17,6 +17,7 @@ from runner.data.gates import Gate, ProjectStats
 from runner.interview import readiness
 from runner.interview.interviews import InterviewState
 from runner.interview.readiness import Answer
+from runner.registry.pilot import ShadowReport
 from runner.registry.versions import Move, Reconciled
 from runner.slack.render import escape, render
 
@@ -458,4 +459,29 @@ def drift_alert(
         revision=revision,
         resolved=resolution is not None,
         resolution=safe_markup((resolution or "")[:2600]),  # a reason as typed, escaped: ≤ 2990
+    )
+
+
+def shadow_report(report: ShadowReport, *, production_revision: int) -> dict[str, Any]:
+    """The shadow candidate against production on live messages, with the eval summary's buttons."""
+    figures = report.figures()
+
+    def rate(name: str) -> str:
+        low, high = figures[f"{name}_ci"]
+        return f"{_percent(figures[f'{name}_rate'])} (95% CI {_percent(low)}–{_percent(high)})"
+
+    better = report.only_candidate > report.only_production and report.p_value < 0.05
+    return render(
+        "shadow_report.json.j2",
+        project=report.project,
+        version=report.candidate,
+        production_version=report.production,
+        production_revision=production_revision,
+        pairs=report.pairs,
+        candidate=rate("candidate"),
+        production=rate("production"),
+        only_candidate=report.only_candidate,
+        only_production=report.only_production,
+        p_value=f"{report.p_value:.3f}",
+        better=better,
     )

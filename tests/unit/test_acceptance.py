@@ -59,3 +59,10 @@ def test_baseline_without_an_evaluation_and_at_the_extremes():
     assert acceptance.baseline(1.0)[0] == 0.98 and acceptance.baseline(0.0) == (0.1, 0.01)
     with pytest.raises(ValueError):
         acceptance.cusum([True], p0=0.5, p1=0.6)
+
+
+def test_exact_mcnemar_by_hand():
+    assert acceptance.mcnemar_exact(0, 0) == 1.0
+    assert acceptance.mcnemar_exact(2, 0) == 0.5  # 2 × (1/2)²
+    assert acceptance.mcnemar_exact(8, 1) == pytest.approx(2 * (1 + 9) / 2**9)
+    assert acceptance.mcnemar_exact(3, 3) == 1.0

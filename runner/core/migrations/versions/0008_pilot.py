@@ -5,7 +5,7 @@ Revises: 0007
 Create Date: 2026-12-08 09:00:00.000000
 
 Three new tables, nothing existing changes: a project's pilot (the channel whose new messages get
-production's suggestion), the predictions asked of versions (with their answers and reviews), and
+production's suggestion, and the candidate answering beside it in shadow), the predictions asked of versions (with their answers and reviews), and
 the acceptance-drop alerts raised on the version in production.
 """
 
@@ -36,9 +36,12 @@ def upgrade() -> None:
     sa.Column('project_id', sa.Integer(), nullable=False),
     sa.Column('channel_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('shadow_version_id', sa.Integer(), nullable=True),
+    sa.Column('shadow_reported_id', sa.Integer(), nullable=True),
     sa.Column('by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['project_id'], ['project.id'], ),
+    sa.ForeignKeyConstraint(['shadow_version_id'], ['model_version.id'], ),
     sa.PrimaryKeyConstraint('project_id')
     )
     with op.batch_alter_table('pilot', schema=None) as batch_op:
@@ -52,6 +55,7 @@ def upgrade() -> None:
     sa.Column('message_ts', sqlmodel.sql.sqltypes.AutoString(length=48), nullable=False),
     sa.Column('author_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('input_text', sa.Text(), nullable=False),
+    sa.Column('shadow', sa.Boolean(), nullable=False),
     sa.Column('status', _enum('predictionstatus'), nullable=False),
     sa.Column('output_text', sa.Text(), nullable=True),
     sa.Column('label', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
@@ -69,7 +73,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['project_id'], ['project.id'], ),
     sa.ForeignKeyConstraint(['version_id'], ['model_version.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('project_id', 'channel_id', 'message_ts', name='uq_prediction_message')
+    sa.UniqueConstraint('project_id', 'version_id', 'channel_id', 'message_ts', name='uq_prediction_message')
     )
     with op.batch_alter_table('prediction', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_prediction_project_id'), ['project_id'], unique=False)
