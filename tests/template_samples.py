@@ -180,6 +180,35 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
             "better": True,
         },
     ],
+    "label_shift_alert.json.j2": [
+        {
+            "project": "ticket-router",
+            "version": 2,
+            "predicted": 60,
+            "distance": "0.45",
+            "threshold": "0.30",
+            "lines": [
+                "• billing: predicted 70%, trained on 25%",
+                "• technical: predicted 10%, trained on 25%",
+            ],
+            "mention": "<!subteam^SONCALL>",
+            "revision": 2,
+            "resolved": False,
+            "resolution": "",
+        },
+        {
+            "project": "ticket-router",
+            "version": 2,
+            "predicted": 60,
+            "distance": "0.45",
+            "threshold": "0.30",
+            "lines": ["• billing: predicted 70%, trained on 25%"],
+            "mention": "",
+            "revision": 2,
+            "resolved": True,
+            "resolution": "<@UCAROL> rolled back ticket-router: v2 → v1 (from the drift alert on v2).",
+        },
+    ],
 }
 
 GATES = [
@@ -733,5 +762,20 @@ STRESS: dict[str, list[dict[str, Any]]] = {
             "better": better,
         }
         for better in (False, True)
+    ],
+    "label_shift_alert.json.j2": [
+        {
+            "project": NAME,
+            "version": 10**6,
+            "predicted": 10**7,
+            "distance": "1.00",
+            "threshold": "0.30",
+            "lines": [f"• {label}: predicted 100%, trained on 0%" for label in LABELS],
+            "mention": " ".join(REVIEWERS),
+            "revision": 10**6,
+            "resolved": resolved,
+            "resolution": TYPED,
+        }
+        for resolved in (False, True)
     ],
 }

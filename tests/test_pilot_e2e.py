@@ -209,7 +209,7 @@ def test_pilot_reviews_drift_alert_and_rollback(bot, slack, emulator, engine, se
     metrics = urllib.request.urlopen(bot.url + "/metrics", timeout=10).read().decode()
     assert 'ftbot_pilot_acceptance{project="ticket-router",version="v2"} 0.3333333333333333' in metrics
     assert 'ftbot_pilot_acceptance{project="ticket-router",version="v1"} 0.9' in metrics
-    assert 'ftbot_drift_alerts{project="ticket-router",status="resolved"} 1.0' in metrics
+    assert 'ftbot_drift_alerts{kind="acceptance",project="ticket-router",status="resolved"} 1.0' in metrics
     assert 'ftbot_prediction_latency_seconds{quantile="0.95",stage="suggestion"}' in metrics
     slack.event({"type": "app_home_opened", "user": "UALICE", "channel": "D1", "tab": "home"})
     home = emulator.wait_for(lambda: emulator.home_view("UALICE"), what="home")

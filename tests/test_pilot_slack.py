@@ -244,3 +244,56 @@ def test_a_candidate_in_shadow_is_compared_on_live_messages_then_promoted(slack,
 
         assert versions.production(session, project).number == 2  # type: ignore[union-attr]
         assert versions.history(session, project)[0].reason == "from the shadow report of v2"
+
+
+def test_a_predicted_label_mix_unlike_training_raises_one_alert(slack, emulator, engine, settings):
+    from runner.core.models import AlertKind, DriftAlert, Snapshot, SnapshotExample, Split
+
+    make_project(engine, settings, count=1)
+    with session_scope(engine) as session:  # v1 was trained on the four queues in equal parts
+        snapshot = session.get(Snapshot, "f" * 64)
+        assert snapshot is not None
+        for i, label in enumerate(["billing", "technical", "account", "shipping"] * 5):
+            session.add(
+                SnapshotExample(
+                    snapshot_id=snapshot.id,
+                    example_id=1000 + i,
+                    split=Split.TRAIN,
+                    input_text="t",
+                    target=label,
+                    label=label,
+                )
+            )
+    move(engine, settings, "promote", 1)
+    emulator.add_channel("CPILOT", "support")
+    emulator.add_usergroup("SONCALL", "oncall", ["UCAROL"])
+    settings.ftbot_oncall = ("SONCALL",)
+    settings.ftbot_label_shift_min = 8
+    tickets = ["invoice", "crash", "password", "parcel"] * 3
+
+    def billing_always(model: str, messages: list[dict[str, str]]) -> tuple[str, float] | None:
+        return "billing", 0.7
+
+    with FakeInferenceServer(billing_always) as server:
+        settings.ftbot_inference_url = server.url
+        assert slack.slash("pilot ticket-router on <#CPILOT|support>").status == 200
+        emulator.wait_for(
+            lambda: any("turned on the pilot" in m["text"] for m in emulator.messages("CPILOT"))
+        )
+        for batch in (tickets[:4], tickets[4:8], tickets[8:]):
+            for text in batch:
+                message = say(slack, "CPILOT", f"my {text} problem {len(predictions(engine))}")
+                settled(engine, f"Ev{message['ts'].replace('.', '')}")
+            answer(settings, engine)
+    # 4 suggestions: too few to judge; 8: billing 100% against 25% in training, distance 0.75
+    alerts = [m for m in emulator.messages("CPILOT") if "shifted from its training mix" in m.get("text", "")]
+    assert len(alerts) == 1
+    assert alerts[0]["text"].startswith("The labels ticket-router v1 predicts shifted from its training mix")
+    assert (
+        "distance 0.75 over 8 suggestions" in alerts[0]["text"] and "<!subteam^SONCALL>" in alerts[0]["text"]
+    )
+    assert "billing: predicted 100%, trained on 25%" in str(alerts[0]["blocks"])
+    assert "Rollback v1" in str(alerts[0]["blocks"])
+    with session_scope(engine) as session:
+        (raised,) = session.exec(select(DriftAlert)).all()
+    assert raised.kind == AlertKind.LABEL_MIX and raised.evidence["predicted"] == 8

@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     ftbot_shadow_min_reviews: int = Field(
         default=30, ge=1, description="Labeled pilot messages before a shadow candidate's report is posted"
     )
+    ftbot_label_shift_min: int = Field(
+        default=50, ge=1, description="Pilot suggestions before their label mix is compared with training's"
+    )
     ftbot_drift_min_reviews: int = Field(
         default=10, ge=1, description="Reviewed suggestions of a version before its acceptance is tested"
     )

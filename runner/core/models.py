@@ -453,17 +453,27 @@ class AlertStatus(StrEnum):
     RESOLVED = "resolved"
 
 
+class AlertKind(StrEnum):
+    ACCEPTANCE = "acceptance"  # reviewers accept fewer suggestions than the version's offline accuracy
+    LABEL_MIX = "label_mix"  # the labels it predicts are mixed unlike the ones it was trained on
+
+
 class DriftAlert(SQLModel, table=True):
     """An acceptance-drop alert on the version in production: its evidence, where it was posted, and
     when (and how) it was resolved."""
 
     __tablename__ = "drift_alert"
-    # One alert per version per production move: a second reviewer's reaction finds it raised.
-    __table_args__ = (UniqueConstraint("project_id", "version_id", "revision", name="uq_drift_alert_move"),)
+    # One alert of a kind per version per production move: a second reviewer's reaction finds it raised.
+    __table_args__ = (
+        UniqueConstraint("project_id", "version_id", "revision", "kind", name="uq_drift_alert_move"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="project.id", index=True)
     version_id: int = Field(foreign_key="model_version.id")
+    kind: AlertKind = Field(
+        default=AlertKind.ACCEPTANCE, sa_column=_enum_column(AlertKind, default=AlertKind.ACCEPTANCE)
+    )
     status: AlertStatus = Field(
         default=AlertStatus.OPEN, sa_column=_enum_column(AlertStatus, default=AlertStatus.OPEN, index=True)
     )

@@ -15,7 +15,7 @@ again and again.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 Z95 = 1.959963984540054  # two-sided 95%
@@ -140,3 +140,19 @@ def mcnemar_exact(b: int, c: int) -> float:
         return 1.0
     tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
     return min(1.0, 2 * tail)
+
+
+# A predicted label mix this far (total variation distance) from the training mix is a shift worth a look:
+# with four balanced labels it means, e.g., one label predicted 55% of the time instead of 25%.
+LABEL_SHIFT_TVD = 0.3
+
+
+def shares(counts: Mapping[str, int]) -> dict[str, float]:
+    total = sum(counts.values())
+    return {label: n / total for label, n in counts.items()} if total else {}
+
+
+def total_variation(observed: Mapping[str, int], expected: Mapping[str, int]) -> float:
+    """Half the L1 distance between two label mixes given as counts (0: the same mix, 1: disjoint)."""
+    p, q = shares(observed), shares(expected)
+    return 0.5 * sum(abs(p.get(label, 0.0) - q.get(label, 0.0)) for label in set(p) | set(q))

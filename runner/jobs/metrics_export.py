@@ -94,7 +94,11 @@ def pilot_metrics(engine: Engine) -> Iterator[Metric]:
     reviewed = GaugeMetricFamily(
         "ftbot_pilot_reviewed", "Reviewed pilot suggestions", labels=["project", "version", "outcome"]
     )
-    alerts = GaugeMetricFamily("ftbot_drift_alerts", "Acceptance-drop alerts", labels=["project", "status"])
+    alerts = GaugeMetricFamily(
+        "ftbot_drift_alerts",
+        "Alerts on versions in production (acceptance dropped, label mix shifted)",
+        labels=["project", "kind", "status"],
+    )
     made = GaugeMetricFamily("ftbot_predictions", "Predictions by status", labels=["status"])
     latency = GaugeMetricFamily(
         "ftbot_prediction_latency_seconds",
@@ -114,9 +118,9 @@ def pilot_metrics(engine: Engine) -> Iterator[Metric]:
                     [project.name, version, "corrected"], row.rate.reviewed - row.rate.accepted
                 )
         names = {p.id: p.name for p in session.exec(select(Project)).all()}
-        alert_counts: dict[tuple[str, str], int] = {}
+        alert_counts: dict[tuple[str, str, str], int] = {}
         for alert in session.exec(select(DriftAlert)).all():
-            key = (names.get(alert.project_id, "?"), str(alert.status))
+            key = (names.get(alert.project_id, "?"), str(alert.kind), str(alert.status))
             alert_counts[key] = alert_counts.get(key, 0) + 1
         status_counts = {str(s): 0 for s in PredictionStatus}
         for status in session.exec(select(Prediction.status)).all():
@@ -129,8 +133,8 @@ def pilot_metrics(engine: Engine) -> Iterator[Metric]:
         ).all()
         suggestion = [(p.posted_at - p.created_at).total_seconds() for p in recent if p.posted_at is not None]
         model = [p.model_seconds for p in recent if p.model_seconds is not None]
-    for (name, status), n in sorted(alert_counts.items()):
-        alerts.add_metric([name, status], n)
+    for (name, kind, status), n in sorted(alert_counts.items()):
+        alerts.add_metric([name, kind, status], n)
     for status, n in status_counts.items():
         made.add_metric([status], n)
     for stage, values in (("suggestion", suggestion), ("model", model)):

@@ -17,6 +17,7 @@ production moves off that version.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from runner.core.config import Settings
 from runner.core.db import insert_ignore
 from runner.core.exceptions import DatasetError
 from runner.core.models import (
+    AlertKind,
     AlertStatus,
     DriftAlert,
     Example,
@@ -36,6 +38,8 @@ from runner.core.models import (
     PredictionStatus,
     Project,
     ReviewOutcome,
+    SnapshotExample,
+    Split,
     TaskType,
     utcnow,
 )
@@ -333,25 +337,82 @@ def raise_alert(session: Session, settings: Settings, project: Project) -> Drift
     if found is None:
         return None
     serving, evidence = found
+    return _new_alert(session, project, serving, AlertKind.ACCEPTANCE, evidence)
+
+
+def _new_alert(
+    session: Session, project: Project, serving: ModelVersion, kind: AlertKind, evidence: dict[str, Any]
+) -> DriftAlert | None:
+    """Record an alert of `kind` on `serving` unless one was raised since the last production move."""
     assert project.id is not None and serving.id is not None
     revision = versions.alias(session, project).revision
-    pilot = pilot_of(session, project)
+    piloted = pilot_of(session, project)
     alert = DriftAlert(
         project_id=project.id,
         version_id=serving.id,
+        kind=kind,
         evidence=evidence,
-        channel_id=pilot.channel_id if pilot is not None else project.channel_id,
+        channel_id=piloted.channel_id if piloted is not None else project.channel_id,
         revision=revision,
     )
-    if not insert_ignore(session, alert, conflict=("project_id", "version_id", "revision")):
+    if not insert_ignore(session, alert, conflict=("project_id", "version_id", "revision", "kind")):
         return None
     return session.exec(
         select(DriftAlert).where(
             DriftAlert.project_id == project.id,
             DriftAlert.version_id == serving.id,
             DriftAlert.revision == revision,
+            DriftAlert.kind == kind,
         )
     ).one()
+
+
+def training_mix(session: Session, version: ModelVersion) -> dict[str, int]:
+    """Label counts of the examples `version` was trained on (its snapshot's train side)."""
+    rows = session.exec(
+        select(SnapshotExample.label).where(
+            SnapshotExample.snapshot_id == version.snapshot_id, SnapshotExample.split == Split.TRAIN
+        )
+    ).all()
+    return dict(Counter(label for label in rows if label))
+
+
+def predicted_mix(session: Session, version: ModelVersion) -> dict[str, int]:
+    """Label counts of `version`'s pilot suggestions (answers naming no label left out)."""
+    rows = session.exec(
+        select(Prediction.label).where(
+            Prediction.version_id == version.id,
+            Prediction.status == PredictionStatus.DONE,
+            Prediction.channel_id != "",
+            col(Prediction.shadow).is_(False),
+            col(Prediction.label).is_not(None),
+        )
+    ).all()
+    return dict(Counter(label for label in rows if label))
+
+
+def raise_label_shift_alert(session: Session, settings: Settings, project: Project) -> DriftAlert | None:
+    """An alert when the labels production predicts on pilot messages are mixed unlike its training
+    data (total variation ≥ `acceptance.LABEL_SHIFT_TVD` over ``FTBOT_LABEL_SHIFT_MIN`` suggestions
+    at least); the new alert, or None."""
+    serving = versions.production(session, project)
+    if serving is None or project.task_type != TaskType.CLASSIFICATION:
+        return None
+    predicted, trained = predicted_mix(session, serving), training_mix(session, serving)
+    n = sum(predicted.values())
+    if not trained or n < settings.ftbot_label_shift_min:
+        return None
+    distance = acceptance.total_variation(predicted, trained)
+    if distance < acceptance.LABEL_SHIFT_TVD:
+        return None
+    evidence = {
+        "predicted": n,
+        "distance": distance,
+        "threshold": acceptance.LABEL_SHIFT_TVD,
+        "predicted_mix": acceptance.shares(predicted),
+        "training_mix": acceptance.shares(trained),
+    }
+    return _new_alert(session, project, serving, AlertKind.LABEL_MIX, evidence)
 
 
 def resolve_alerts(session: Session, project: Project, resolution: str) -> list[DriftAlert]:

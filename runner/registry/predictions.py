@@ -40,6 +40,7 @@ class Request:
     """What a predict worker needs to answer one prediction (read in a unit of work, then closed)."""
 
     prediction_id: int
+    project_id: int
     project: str
     version: int
     task_type: str
@@ -158,6 +159,7 @@ def requests(session: Session, prediction_ids: Sequence[int]) -> list[Request]:
         found.append(
             Request(
                 prediction_id=prediction_id,
+                project_id=prediction.project_id,
                 project=project.name,
                 version=version.number,
                 task_type=task_type,

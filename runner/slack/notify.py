@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from slack_sdk import WebClient
 from sqlalchemy import update
@@ -17,6 +18,7 @@ from sqlmodel import col
 from runner.core.config import Settings
 from runner.core.db import session_scope
 from runner.core.models import (
+    AlertKind,
     DriftAlert,
     ModelVersion,
     Prediction,
@@ -153,29 +155,29 @@ def oncall_mention(settings: Settings) -> str:
     return " ".join(f"<!subteam^{e}>" if is_group(e) else f"<@{e}>" for e in settings.ftbot_oncall)
 
 
-def drift_check(settings: Settings, engine: Engine, project_id: int) -> int | None:
-    """Test the acceptance of the project's version in production; when it dropped (and no alert was
-    raised since that version was put there), post the alert with its Rollback button.
+def _alert_payload(
+    project: str, version: int, alert: DriftAlert, *, mention: str, resolution: str | None = None
+) -> dict[str, Any]:
+    build = payloads.label_shift_alert if alert.kind == AlertKind.LABEL_MIX else payloads.drift_alert
+    return build(
+        project, version, alert.evidence, revision=alert.revision, mention=mention, resolution=resolution
+    )
 
-    Returns:
-        The new alert's id, or None.
-    """
+
+def _post_alert(settings: Settings, engine: Engine, project_id: int, kind: AlertKind) -> int | None:
+    """Raise an alert of `kind` on the project's version in production if its test says so (once per
+    production move), and post it with its Rollback button. Returns the new alert's id, or None."""
+    raise_alert = pilot.raise_label_shift_alert if kind == AlertKind.LABEL_MIX else pilot.raise_alert
     with session_scope(engine) as session:
         project = session.get(Project, project_id)
         if project is None:
             return None
-        alert = pilot.raise_alert(session, settings, project)
+        alert = raise_alert(session, settings, project)
         if alert is None:
             return None
         version = session.get(ModelVersion, alert.version_id)
         assert version is not None and alert.id is not None
-        payload = payloads.drift_alert(
-            project.name,
-            version.number,
-            alert.evidence,
-            revision=alert.revision,
-            mention=oncall_mention(settings),
-        )
+        payload = _alert_payload(project.name, version.number, alert, mention=oncall_mention(settings))
         alert_id, channel = alert.id, alert.channel_id
     client = client_for(settings)
     if client is None:
@@ -189,6 +191,17 @@ def drift_check(settings: Settings, engine: Engine, project_id: int) -> int | No
     return alert_id
 
 
+def drift_check(settings: Settings, engine: Engine, project_id: int) -> int | None:
+    """Test the acceptance of the project's version in production; when it dropped, post the alert."""
+    return _post_alert(settings, engine, project_id, AlertKind.ACCEPTANCE)
+
+
+def label_mix_check(settings: Settings, engine: Engine, project_id: int) -> int | None:
+    """Compare the labels the version in production predicts with its training mix; when they
+    shifted, post the alert."""
+    return _post_alert(settings, engine, project_id, AlertKind.LABEL_MIX)
+
+
 def resolve_alerts(settings: Settings, engine: Engine, project_name: str, resolution: str) -> list[int]:
     """Resolve the project's open alerts on versions no longer in production, and show it on each
     alert (its Rollback button replaced by how it was resolved). Returns the alerts resolved."""
@@ -198,14 +211,7 @@ def resolve_alerts(settings: Settings, engine: Engine, project_name: str, resolu
         for alert in pilot.resolve_alerts(session, project, resolution):
             version = session.get(ModelVersion, alert.version_id)
             assert version is not None and alert.id is not None
-            payload = payloads.drift_alert(
-                project.name,
-                version.number,
-                alert.evidence,
-                revision=alert.revision,
-                mention="",
-                resolution=resolution,
-            )
+            payload = _alert_payload(project.name, version.number, alert, mention="", resolution=resolution)
             updates.append((alert.id, alert.channel_id, alert.message_ts, payload))
     client = client_for(settings)
     for _alert_id, channel, ts, payload in updates:

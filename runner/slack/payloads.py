@@ -462,6 +462,41 @@ def drift_alert(
     )
 
 
+def label_shift_alert(
+    project: str,
+    version: int,
+    evidence: dict[str, Any],
+    *,
+    revision: int,
+    mention: str,
+    resolution: str | None = None,
+) -> dict[str, Any]:
+    """The predicted-label-mix alert (`runner.registry.pilot.raise_label_shift_alert`), with the
+    same Rollback button as the acceptance alert; resolved, it shows how instead."""
+    predicted, trained = evidence["predicted_mix"], evidence["training_mix"]
+    labels = sorted(
+        set(predicted) | set(trained), key=lambda label: -abs(predicted.get(label, 0) - trained.get(label, 0))
+    )
+    lines = [
+        f"• {escape(label)}: predicted {_percent(predicted.get(label, 0.0))}, "
+        f"trained on {_percent(trained.get(label, 0.0))}"
+        for label in labels
+    ]
+    return render(
+        "label_shift_alert.json.j2",
+        project=project,
+        version=version,
+        predicted=evidence["predicted"],
+        distance=f"{evidence['distance']:.2f}",
+        threshold=f"{evidence['threshold']:.2f}",
+        lines=lines,
+        mention=mention,
+        revision=revision,
+        resolved=resolution is not None,
+        resolution=safe_markup((resolution or "")[:2600]),
+    )
+
+
 def shadow_report(report: ShadowReport, *, production_revision: int) -> dict[str, Any]:
     """The shadow candidate against production on live messages, with the eval summary's buttons."""
     figures = report.figures()

@@ -6,7 +6,7 @@ Create Date: 2026-12-08 09:00:00.000000
 
 Three new tables, nothing existing changes: a project's pilot (the channel whose new messages get
 production's suggestion, and the candidate answering beside it in shadow), the predictions asked of versions (with their answers and reviews), and
-the acceptance-drop alerts raised on the version in production.
+the alerts raised on the version in production (acceptance dropped, predicted label mix shifted).
 """
 
 import sqlalchemy as sa
@@ -24,6 +24,7 @@ ENUMS = {
     'predictionstatus': ('queued', 'running', 'done', 'failed'),
     'reviewoutcome': ('accepted', 'corrected'),
     'alertstatus': ('open', 'resolved'),
+    'alertkind': ('acceptance', 'label_mix'),
 }
 
 
@@ -85,6 +86,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('project_id', sa.Integer(), nullable=False),
     sa.Column('version_id', sa.Integer(), nullable=False),
+    sa.Column('kind', _enum('alertkind'), nullable=False),
     sa.Column('status', _enum('alertstatus'), nullable=False),
     sa.Column('evidence', JSON, nullable=False),
     sa.Column('channel_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
@@ -96,7 +98,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['project_id'], ['project.id'], ),
     sa.ForeignKeyConstraint(['version_id'], ['model_version.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('project_id', 'version_id', 'revision', name='uq_drift_alert_move')
+    sa.UniqueConstraint('project_id', 'version_id', 'revision', 'kind', name='uq_drift_alert_move')
     )
     with op.batch_alter_table('drift_alert', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_drift_alert_project_id'), ['project_id'], unique=False)
