@@ -91,6 +91,124 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
         {"command": "/finetune", "rows": [f"• 2026-11-28 10:00 <@UALICE> — {'t' * 80} → *Fine-tuning*"] * 20},
     ],
     "notice.json.j2": [{"text": "That button was already used."}, {"text": LONG * 10}],
+    "pilot_suggestion.json.j2": [
+        {
+            "project": "ticket-router",
+            "version": 3,
+            "task_type": "classification",
+            "label": "billing",
+            "confidence": 0.87,
+            "draft": "billing",
+            "legend": [":one: billing", ":two: technical", ":three: account", ":four: shipping"],
+        },
+        {
+            "project": "ticket-router",
+            "version": 3,
+            "task_type": "classification",
+            "label": None,
+            "confidence": None,
+            "draft": "I am not sure",
+            "legend": [":one: billing", ":two: technical"],
+        },
+        {
+            "project": "reply-drafts",
+            "version": 1,
+            "task_type": "generation",
+            "label": None,
+            "confidence": 0.42,
+            "draft": "Hello! We refunded the duplicate charge.",
+            "legend": [],
+        },
+    ],
+    "drift_alert.json.j2": [
+        {
+            "project": "ticket-router",
+            "version": 2,
+            "accepted": 4,
+            "reviewed": 12,
+            "rate": "33%",
+            "interval": "14–61%",
+            "lines": [
+                "• Offline eval accuracy of v2: 90%",
+                "• v1 before it: 90% accepted of 10 (95% CI 60–98%)",
+                "• CUSUM 3.12 ≥ 3.00: acceptance tested at 90% against a drop to 70%, after 10 reviews",
+            ],
+            "mention": "<!subteam^SONCALL>",
+            "revision": 2,
+            "resolved": False,
+            "resolution": "",
+        },
+        {
+            "project": "ticket-router",
+            "version": 2,
+            "accepted": 4,
+            "reviewed": 12,
+            "rate": "33%",
+            "interval": "14–61%",
+            "lines": ["• Offline eval accuracy of v2: not evaluated"],
+            "mention": "",
+            "revision": 2,
+            "resolved": True,
+            "resolution": "<@UCAROL> rolled back ticket-router: v2 → v1 (from the drift alert on v2).",
+        },
+    ],
+    "shadow_report.json.j2": [
+        {
+            "project": "ticket-router",
+            "version": 3,
+            "production_version": 2,
+            "production_revision": 4,
+            "pairs": 30,
+            "candidate": "90% (95% CI 74–97%)",
+            "production": "70% (95% CI 52–83%)",
+            "only_candidate": 7,
+            "only_production": 1,
+            "p_value": "0.070",
+            "better": False,
+        },
+        {
+            "project": "ticket-router",
+            "version": 3,
+            "production_version": 2,
+            "production_revision": 4,
+            "pairs": 60,
+            "candidate": "95% (95% CI 86–98%)",
+            "production": "70% (95% CI 57–80%)",
+            "only_candidate": 16,
+            "only_production": 1,
+            "p_value": "0.000",
+            "better": True,
+        },
+    ],
+    "label_shift_alert.json.j2": [
+        {
+            "project": "ticket-router",
+            "version": 2,
+            "predicted": 60,
+            "distance": "0.45",
+            "threshold": "0.30",
+            "lines": [
+                "• billing: predicted 70%, trained on 25%",
+                "• technical: predicted 10%, trained on 25%",
+            ],
+            "mention": "<!subteam^SONCALL>",
+            "revision": 2,
+            "resolved": False,
+            "resolution": "",
+        },
+        {
+            "project": "ticket-router",
+            "version": 2,
+            "predicted": 60,
+            "distance": "0.45",
+            "threshold": "0.30",
+            "lines": ["• billing: predicted 70%, trained on 25%"],
+            "mention": "",
+            "revision": 2,
+            "resolved": True,
+            "resolution": "<@UCAROL> rolled back ticket-router: v2 → v1 (from the drift alert on v2).",
+        },
+    ],
 }
 
 GATES = [
@@ -229,6 +347,10 @@ SAMPLES.update(
                         "passed": 3,
                         "trainable": False,
                         "gates": [{"line": ":x: Examples per label: 3 (≥ 10)"}] * 6,
+                        "pilot": None
+                        if i
+                        else ":test_tube: Pilot on in <#CPILOT> · v2: 4/12 accepted (33%, 95% CI 14–61%, "
+                        "offline 90%) · :rotating_light: acceptance alert open on v2",
                     }
                     for i in range(30)
                 ],
@@ -588,6 +710,11 @@ STRESS: dict[str, list[dict[str, Any]]] = {
                     "passed": 3,
                     "trainable": False,
                     "gates": [{"line": ":x: Examples per label: 3 (≥ 10) " + LABELS[0] * 10}] * 6,
+                    "pilot": ":test_tube: Pilot on in <#C0123456789> · "
+                    + " · ".join(
+                        ["v1000000: 1000000/1000000 accepted (100%, 95% CI 100–100%, offline 100%)"] * 3
+                    )
+                    + " · :rotating_light: acceptance alert open on v1000000" * 3,
                 }
                 for i in range(30)
             ],
@@ -650,6 +777,82 @@ STRESS: dict[str, list[dict[str, Any]]] = {
             "regressions": [f"{label}: 0.90 → 0.70" for label in LABELS],
             "verdict": {"promote": False, "reason": TYPED},
         }
+    ],
+    "pilot_suggestion.json.j2": [
+        {
+            "project": NAME,
+            "version": 10**6,
+            "task_type": "classification",
+            "label": LABELS[0],
+            "confidence": 1.0,
+            "draft": TYPED,
+            "legend": [f":{e}: {label}" for e, label in zip(EMOJI, LABELS, strict=True)],
+        },
+        {
+            "project": NAME,
+            "version": 10**6,
+            "task_type": "classification",
+            "label": None,
+            "confidence": 0.0,
+            "draft": TYPED * 3,
+            "legend": [f":{e}: {label}" for e, label in zip(EMOJI, LABELS, strict=True)],
+        },
+        {
+            "project": NAME,
+            "version": 10**6,
+            "task_type": "extraction",
+            "label": None,
+            "confidence": None,
+            "draft": TYPED * 3,
+            "legend": [],
+        },
+    ],
+    "drift_alert.json.j2": [
+        {
+            "project": NAME,
+            "version": 10**6,
+            "accepted": 10**6,
+            "reviewed": 10**7,
+            "rate": "10%",
+            "interval": "9–11%",
+            "lines": ["• " + LABELS[0] * 5] * 40,
+            "mention": " ".join(REVIEWERS),
+            "revision": 10**6,
+            "resolved": resolved,
+            "resolution": TYPED,
+        }
+        for resolved in (False, True)
+    ],
+    "shadow_report.json.j2": [
+        {
+            "project": NAME,
+            "version": 10**6,
+            "production_version": 10**6 - 1,
+            "production_revision": 10**6,
+            "pairs": 10**7,
+            "candidate": "100% (95% CI 100–100%)",
+            "production": "100% (95% CI 100–100%)",
+            "only_candidate": 10**7,
+            "only_production": 10**7,
+            "p_value": "1.000",
+            "better": better,
+        }
+        for better in (False, True)
+    ],
+    "label_shift_alert.json.j2": [
+        {
+            "project": NAME,
+            "version": 10**6,
+            "predicted": 10**7,
+            "distance": "1.00",
+            "threshold": "0.30",
+            "lines": [f"• {label}: predicted 100%, trained on 0%" for label in LABELS],
+            "mention": " ".join(REVIEWERS),
+            "revision": 10**6,
+            "resolved": resolved,
+            "resolution": TYPED,
+        }
+        for resolved in (False, True)
     ],
 }
 # Notices whose fields are bounded by the product (no text people typed beyond what SAMPLES holds):

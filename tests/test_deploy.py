@@ -221,17 +221,23 @@ def _full_env(compose: dict[str, Any]) -> dict[str, str]:
 
 def test_compose_has_every_service(compose: dict[str, Any]) -> None:
     services = _services(compose)
-    assert set(services) == {"redis", "postgres", "migrate", "bot", "worker"}
+    assert set(services) == {"redis", "postgres", "migrate", "bot", "worker", "predict-worker"}
     assert services["redis"]["image"].split(":")[1].startswith("7")
     assert services["postgres"]["image"].split(":")[1].startswith("16")
     assert _argv(services["migrate"]["command"]) == ["ftbot", "db", "upgrade"]
     assert _argv(services["bot"]["command"]) == ["ftbot", "serve", "--host", "0.0.0.0", "--port", "3000"]
     assert _argv(services["worker"]["command"]) == ["ftbot", "worker"]
+    assert _argv(services["predict-worker"]["command"]) == ["ftbot", "worker", "--queues", "predict"]
     assert any(str(p).split(":")[-1] == "3000" for p in services["bot"]["ports"])
 
 
 def test_compose_builds_from_the_repository_root(compose: dict[str, Any]) -> None:
-    expected = {"migrate": "Dockerfile.bot", "bot": "Dockerfile.bot", "worker": "Dockerfile.worker"}
+    expected = {
+        "migrate": "Dockerfile.bot",
+        "bot": "Dockerfile.bot",
+        "worker": "Dockerfile.worker",
+        "predict-worker": "Dockerfile.worker",
+    }
     for name, dockerfile in expected.items():
         build = _services(compose)[name]["build"]
         assert (DEPLOY / build["context"]).resolve() == ROOT
@@ -262,6 +268,7 @@ def test_compose_depends_on_is_health_gated(compose: dict[str, Any]) -> None:
         "migrate": {"postgres": "service_healthy"},
         "bot": gated | migrate_done,
         "worker": gated | migrate_done,
+        "predict-worker": gated | migrate_done,
     }
     for name, wanted in expected.items():
         conditions = {dep: spec["condition"] for dep, spec in services[name]["depends_on"].items()}
@@ -277,9 +284,10 @@ def test_compose_depends_on_is_health_gated(compose: dict[str, Any]) -> None:
 
 def test_compose_worker_reserves_one_nvidia_gpu(compose: dict[str, Any]) -> None:
     services = _services(compose)
-    devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
-    assert [(d["driver"], d["count"], d["capabilities"]) for d in devices] == [("nvidia", 1, ["gpu"])]
-    for name in set(services) - {"worker"}:
+    for name in ("worker", "predict-worker"):
+        devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert [(d["driver"], d["count"], d["capabilities"]) for d in devices] == [("nvidia", 1, ["gpu"])]
+    for name in set(services) - {"worker", "predict-worker"}:
         assert "deploy" not in services[name], f"{name} must not reserve devices"
 
 
@@ -493,8 +501,16 @@ def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return spec.get("initContainers", []) + spec["containers"]
 
 
-def _workload(k8s: list[tuple[str, dict[str, Any]]], kind: str, subcommand: str) -> dict[str, Any]:
-    (doc,) = [d for d in _kind(k8s, kind) if _argv(_containers(d)[0]["command"])[1:2] == [subcommand]]
+def _workload(
+    k8s: list[tuple[str, dict[str, Any]]], kind: str, subcommand: str, *flags: str
+) -> dict[str, Any]:
+    """The one workload running ``ftbot <subcommand>``, with exactly `flags` when it is a worker."""
+    (doc,) = [
+        d
+        for d in _kind(k8s, kind)
+        if _argv(_containers(d)[0]["command"])[1:2] == [subcommand]
+        and (subcommand != "worker" or _argv(_containers(d)[0]["command"])[2:] == list(flags))
+    ]
     return doc
 
 
@@ -554,15 +570,19 @@ def test_workload_selectors_match_their_pods(k8s: list[tuple[str, dict[str, Any]
 
 
 def test_worker_deployment_gets_one_gpu(k8s: list[tuple[str, dict[str, Any]]]) -> None:
-    worker = _workload(k8s, "Deployment", "worker")
-    (container,) = _containers(worker)
-    assert int(container["resources"]["limits"]["nvidia.com/gpu"]) == 1
-    pod = worker["spec"]["template"]["spec"]
-    assert pod.get("nodeSelector") or pod.get("affinity"), "an example placement on GPU nodes"
-    assert any(t["key"] == "nvidia.com/gpu" for t in pod.get("tolerations", []))
-    assert worker["spec"]["strategy"]["type"] == "Recreate", "a rolling update needs a spare GPU"
+    workers = [
+        _workload(k8s, "Deployment", "worker"),
+        _workload(k8s, "Deployment", "worker", "--queues", "predict"),
+    ]
+    for worker in workers:
+        (container,) = _containers(worker)
+        assert int(container["resources"]["limits"]["nvidia.com/gpu"]) == 1
+        pod = worker["spec"]["template"]["spec"]
+        assert pod.get("nodeSelector") or pod.get("affinity"), "an example placement on GPU nodes"
+        assert any(t["key"] == "nvidia.com/gpu" for t in pod.get("tolerations", []))
+        assert worker["spec"]["strategy"]["type"] == "Recreate", "a rolling update needs a spare GPU"
     for doc in _kind(k8s, "Deployment") + _kind(k8s, "Job"):
-        if doc is not worker:
+        if all(doc is not worker for worker in workers):
             assert all("nvidia.com/gpu" not in c["resources"].get("limits", {}) for c in _containers(doc))
 
 

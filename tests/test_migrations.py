@@ -278,3 +278,39 @@ def test_0007_pins_each_snapshotted_example_to_the_side_of_its_first_snapshot(em
     upgrade(empty_engine)
     with session_scope(empty_engine) as session:
         assert session.get(Example, 1).split is Split.TRAIN
+
+
+def test_0008_adds_pilots_predictions_and_drift_alerts_and_reverts_cleanly(empty_engine):
+    from runner.core.models import AlertStatus, DriftAlert, Pilot, Prediction, PredictionStatus, ReviewOutcome
+
+    upgrade(empty_engine, "0004")
+    with empty_engine.begin() as conn:
+        for statement in ROWS_AT_0004:
+            conn.execute(text(statement))
+    upgrade(empty_engine)
+    with session_scope(empty_engine) as session:
+        session.add(Pilot(project_id=1, channel_id="CPILOT", by="U1"))
+        session.add(
+            Prediction(
+                project_id=1,
+                version_id=2,
+                channel_id="CPILOT",
+                message_ts="1.1",
+                input_text="charged twice",
+                status=PredictionStatus.DONE,
+                label="billing",
+                outcome=ReviewOutcome.CORRECTED,
+            )
+        )
+        session.add(DriftAlert(project_id=1, version_id=2, evidence={"reviewed": 12}, revision=2))
+    with session_scope(empty_engine) as session:
+        prediction = session.exec(select(Prediction)).one()
+        assert (prediction.status, prediction.outcome) == (PredictionStatus.DONE, ReviewOutcome.CORRECTED)
+        alert = session.exec(select(DriftAlert)).one()
+        assert alert.status is AlertStatus.OPEN and alert.evidence == {"reviewed": 12}
+    downgrade(empty_engine, "0007")
+    with empty_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM model_version")).scalar_one() == 3
+    upgrade(empty_engine)
+    with session_scope(empty_engine) as session:
+        assert session.exec(select(Prediction)).all() == []

@@ -103,6 +103,7 @@ def worker_env(settings, database_url: str, emulator) -> dict[str, str]:
         "SLACK_API_URL": emulator.base_url,
         "FTBOT_PROGRESS_INTERVAL": "0.5",
         "PYTHONUNBUFFERED": "1",
+        **({"FTBOT_INFERENCE_URL": settings.ftbot_inference_url} if settings.ftbot_inference_url else {}),
     }
 
 

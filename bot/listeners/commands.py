@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from bot.deps import Deps, deps_of
 from bot.listeners import answers, interview
 from bot.listeners import datasets as datasets_listeners
+from bot.listeners import pilot as pilot_listeners
 from bot.listeners import registry as registry_listeners
 from bot.listeners import training as training_listeners
 from runner.core import audit
@@ -25,7 +26,7 @@ from runner.core.exceptions import DatasetError
 from runner.core.models import AuditEntry
 from runner.core.policy import Action, decide
 from runner.core.redaction import redact
-from runner.data import gates, projects
+from runner.data import gates, projects, reliability
 from runner.interview import interviews
 from runner.slack import payloads
 from runner.slack.render import render
@@ -211,6 +212,60 @@ def rollback(inv: Invocation) -> None:
     )
 
 
+def pilot(inv: Invocation) -> None:
+    pilot_listeners.command(
+        inv.deps,
+        inv.client,
+        inv.args,
+        user_id=inv.user_id,
+        channel_id=inv.channel_id,
+        response_url=inv.body.get("response_url"),
+    )
+
+
+def shadow(inv: Invocation) -> None:
+    pilot_listeners.shadow_command(
+        inv.deps,
+        inv.client,
+        inv.args,
+        user_id=inv.user_id,
+        channel_id=inv.channel_id,
+        response_url=inv.body.get("response_url"),
+    )
+
+
+def reviewers(inv: Invocation) -> None:
+    """Each reviewer's agreement with the labels the others settled on (pilot reviews included)."""
+    name = _project_arg(inv, "reviewers <project>")
+    if name is None:
+        return
+    try:
+        with session_scope(inv.deps.engine) as session:
+            states = gates.example_states(session, projects.get_project(session, name))
+            rows = reliability.reliability(
+                reliability.Voted(s.votes, s.example.final_label, s.example.source) for s in states
+            )
+    except DatasetError as exc:
+        _ephemeral(inv, payloads.notice(str(exc)))
+        return
+    if not rows:
+        _ephemeral(inv, payloads.notice(f"No reviewer of *{name}* has a vote another vote can check yet."))
+        return
+    lines = [
+        f"• <@{r.reviewer}> agrees {r.agreed}/{r.compared} ({r.rate:.0%}, 95% CI "
+        f"{r.interval[0]:.0%}–{r.interval[1]:.0%})"
+        + (f", {r.pilot} of them pilot reviews" if r.pilot else "")
+        for r in rows
+    ]
+    _ephemeral(
+        inv,
+        payloads.notice(
+            f"Reviewers of *{name}*, against the label the other reviewers (or the owner) settled on:\n"
+            + "\n".join(lines)
+        ),
+    )
+
+
 def _audit_mark(entry: AuditEntry) -> str:
     if not entry.allowed:
         return " :no_entry: refused"
@@ -280,6 +335,24 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         ),
         Subcommand(
             "rollback", "rollback <project> [vN] [reason]", "on-call: production back a version", rollback
+        ),
+        Subcommand(
+            "shadow",
+            pilot_listeners.SHADOW_USAGE,
+            "owners: a candidate answers the pilot's messages beside production, unseen, then a report",
+            shadow,
+        ),
+        Subcommand(
+            "reviewers",
+            "reviewers <project>",
+            "each reviewer's agreement with the labels the others settled on",
+            reviewers,
+        ),
+        Subcommand(
+            "pilot",
+            pilot_listeners.USAGE,
+            "owners: production suggests an answer to each new message in a channel; reactions review it",
+            pilot,
         ),
         Subcommand(
             "audit", "audit <project>", "who trained, promoted, rolled back — allowed or refused", audit_log

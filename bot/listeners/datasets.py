@@ -22,11 +22,13 @@ from bot import inbox
 from bot.deps import Deps, deps_of
 from bot.directory import DirectoryMiss
 from bot.listeners import answers
+from bot.listeners import pilot as pilot_listeners
 from runner.core.db import session_scope
 from runner.core.exceptions import DatasetError, FtbotError, TemplateError
-from runner.core.models import Project, TaskType
+from runner.core.models import Prediction, Project, TaskType
 from runner.core.policy import Action, decide, perform
 from runner.data import examples, gates, projects, textnorm
+from runner.registry import pilot, versions
 from runner.slack import payloads
 from runner.slack.client import TRANSIENT, call, must_call, try_call
 
@@ -365,6 +367,10 @@ def on_message(event: dict[str, Any], client: WebClient, context: BoltContext) -
     elif subtype == "message_deleted":
         on_delete(deps, event)
     elif subtype in (None, "thread_broadcast", "file_share"):
+        top_level = event.get("thread_ts") in (None, event.get("ts"))
+        if top_level and event.get("ts") and not _not_a_contribution(event, context.get("bot_user_id")):
+            pilot_listeners.on_top_level_message(deps, event, lambda text: plain_text(deps, client, text))
+            return
         on_reply(deps, event, client, context.get("bot_user_id"))
 
 
@@ -460,6 +466,7 @@ class _Reaction:
     # Not on a known example, but a label in some project of the channel: worth reading the message
     # from Slack (👍 on ordinary chatter costs nothing).
     worth_adopting: bool = False
+    review: bool = False  # a review of a pilot suggestion
 
 
 def _count(deps: Deps, channel: str, ts: str, user: str, emoji: str, added: bool) -> _Reaction:
@@ -472,6 +479,11 @@ def _count(deps: Deps, channel: str, ts: str, user: str, emoji: str, added: bool
     with session_scope(deps.engine) as session:
         found = examples.vote_target(session, channel, ts)
         if found is None:
+            reviewed = pilot.review_target(session, channel, ts)
+            if reviewed is not None:
+                outcome = _review(deps, session, reviewed, user, emoji, added)
+                inbox.settle_with(session)
+                return outcome
             return _Reaction(worth_adopting=emoji in projects.legend_emoji_in_channel(session, channel))
         project, example_id = found
         value = projects.legend(project).get(emoji)
@@ -484,6 +496,20 @@ def _count(deps: Deps, channel: str, ts: str, user: str, emoji: str, added: bool
             outcome = _Reaction(project, counted=vote(session, example_id, user, value))
         inbox.settle_with(session)
         return outcome
+
+
+def _review(
+    deps: Deps, session: Session, reviewed: tuple[Project, Prediction], user: str, emoji: str, added: bool
+) -> _Reaction:
+    """A reaction on a pilot suggestion: a review when it is ✅ or a label's emoji, by a reviewer."""
+    project, prediction = reviewed
+    value = pilot.vote_value(project, prediction, emoji)
+    if value is None:
+        return _Reaction(project)
+    if not decide(deps.settings, project, Action.VOTE, deps.person_cached(user)).allowed:
+        return _Reaction(project, reviewer=False)
+    counted = pilot.review(session, project, prediction, user, value, added=added)
+    return _Reaction(project, counted=counted, review=True)
 
 
 def on_reaction(event: dict[str, Any], client: WebClient, context: BoltContext, added: bool) -> None:
@@ -514,6 +540,8 @@ def on_reaction(event: dict[str, Any], client: WebClient, context: BoltContext, 
         return
     if outcome.counted:
         deps.tally.touch(project.id)
+        if outcome.review:
+            pilot_listeners.after_review(deps, project.id)
     elif not outcome.reviewer and added:
         with session_scope(deps.engine) as session:
             first = examples.hint_once(session, project, user)
@@ -706,5 +734,21 @@ def on_home(event: dict[str, Any], client: WebClient, context: BoltContext) -> N
     with session_scope(deps.engine) as session:
         every = projects.list_projects(session)
         shown = every[: payloads.MAX_HOME_PROJECTS]
-        view = payloads.home([gates.project_stats(session, p) for p in shown], total=len(every))
+        pilots = {}
+        for project in shown:
+            piloted = pilot.pilot_of(session, project)
+            rows = [row.to_dict() for row in pilot.project_acceptance(session, project)]
+            if piloted is None and not rows:
+                continue
+            alerts = pilot.open_alerts(session, project)
+            numbers = {v.id: v.number for v in versions.versions(session, project)}
+            pilots[project.name] = payloads.pilot_line(
+                piloted.channel_id if piloted else None,
+                bool(piloted and piloted.enabled),
+                rows,
+                [numbers.get(a.version_id, 0) for a in alerts],
+            )
+        view = payloads.home(
+            [gates.project_stats(session, p) for p in shown], total=len(every), pilots=pilots
+        )
     call(client, "views_publish", user_id=event["user"], view=view)

@@ -18,6 +18,7 @@ from slack_bolt import BoltContext
 from slack_sdk import WebClient
 
 from bot.deps import Deps, deps_of
+from bot.listeners import pilot as pilot_listeners
 from runner.core.db import session_scope
 from runner.core.exceptions import FtbotError, RolledBackVersion
 from runner.core.models import Project
@@ -32,6 +33,8 @@ SOURCES = {
     "summary": "from the evaluation summary of v{of}",
     "announcement": "from the promotion announcement of v{cur}",
     "confirmation": "confirmed after a warning that v{v} had been rolled back",
+    "drift": "from the drift alert on v{cur}",
+    "shadow": "from the shadow report of v{v}",
 }
 
 
@@ -79,6 +82,13 @@ def act(
         project: Project = projects.get_project(session, project_name)
         channel = project.channel_id or channel_id
     call(client, "chat_postMessage", channel=channel, **payloads.deployment(move))
+    verb = "promoted" if move.action == "promote" else "rolled back"
+    moved = f"v{move.previous} → v{move.version}" if move.previous else f"v{move.version}"
+    pilot_listeners.after_move(
+        deps,
+        project_name,
+        f"{payloads.slack_person(move.by)} {verb} {project_name}: {moved} ({move.reason}).",
+    )
 
 
 def _promote_again(deps: Deps, refused: RolledBackVersion) -> dict[str, Any]:

@@ -120,6 +120,25 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds between passes that bring tallies and :warning: marks in line with the data",
     )
+    ftbot_inference_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible server (vLLM, LoRAX) serving the adapters: predictions go there",
+    )
+    ftbot_predict_batch: int = Field(
+        default=16, ge=1, le=512, description="Most predictions a predict worker answers in one batch"
+    )
+    ftbot_predict_cache: int = Field(
+        default=4, ge=1, le=64, description="Adapters a predict worker keeps loaded beside its base models"
+    )
+    ftbot_shadow_min_reviews: int = Field(
+        default=30, ge=1, description="Labeled pilot messages before a shadow candidate's report is posted"
+    )
+    ftbot_label_shift_min: int = Field(
+        default=50, ge=1, description="Pilot suggestions before their label mix is compared with training's"
+    )
+    ftbot_drift_min_reviews: int = Field(
+        default=10, ge=1, description="Reviewed suggestions of a version before its acceptance is tested"
+    )
     slack_client_id: str | None = Field(default=None, description="Must stay unset (see below)")
     slack_client_secret: str | None = Field(default=None, description="Must stay unset (see below)")
 
@@ -154,7 +173,7 @@ class Settings(BaseSettings):
             self.ftbot_health_token,
             *self.deploy_hook_environment().values(),
         ]
-        for url in (self.database_url, self.redis_url, self.ftbot_deploy_hook):
+        for url in (self.database_url, self.redis_url, self.ftbot_deploy_hook, self.ftbot_inference_url):
             try:
                 values.append(urlsplit(url or "").password)
             except ValueError:  # not a URL (a hook command); nothing to take from it

@@ -67,3 +67,7 @@ class RolledBackVersion(RegistryError):
 
 class TrainingTimeout(FtbotError):
     """A training job ran past ``FTBOT_JOB_TIMEOUT``."""
+
+
+class PredictionError(FtbotError):
+    """A prediction that cannot be asked for (no such version, nothing in production); says why."""

@@ -379,3 +379,108 @@ class Deployment(SQLModel, table=True):
     detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))  # why it failed
     at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
     finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class Pilot(SQLModel, table=True):
+    """A project's pilot: while on, new top-level messages in `channel_id` get production's suggestion."""
+
+    __tablename__ = "pilot"
+
+    project_id: int = Field(foreign_key="project.id", primary_key=True)
+    channel_id: str = Field(index=True, max_length=32)
+    enabled: bool = Field(default=True)
+    # A candidate answering the same messages beside production: stored, never shown.
+    shadow_version_id: int | None = Field(default=None, foreign_key="model_version.id")
+    # The shadow report was posted for this shadow version (once per version).
+    shadow_reported_id: int | None = Field(default=None)
+    by: str = Field(default="", max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+
+
+class PredictionStatus(StrEnum):
+    QUEUED = "queued"  # recorded and on the predict queue
+    RUNNING = "running"  # claimed by a predict worker
+    DONE = "done"  # answered (and, for a pilot message, the suggestion posted or being posted)
+    FAILED = "failed"
+
+
+class ReviewOutcome(StrEnum):
+    """What reviewers made of a suggestion (from their current reactions)."""
+
+    ACCEPTED = "accepted"
+    CORRECTED = "corrected"
+
+
+class Prediction(SQLModel, table=True):
+    """One answer asked of a version: a pilot message (keyed by Slack's ids, so a redelivered message
+    is predicted once) or a request from the command line; its answer, latency and review."""
+
+    __tablename__ = "prediction"
+    __table_args__ = (
+        UniqueConstraint(
+            "project_id", "version_id", "channel_id", "message_ts", name="uq_prediction_message"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    version_id: int = Field(foreign_key="model_version.id", index=True)
+    channel_id: str = Field(default="", max_length=32)
+    message_ts: str = Field(max_length=48)
+    author_id: str = Field(default="", max_length=32)
+    input_text: str = Field(sa_column=Column(Text, nullable=False))
+    shadow: bool = Field(default=False)  # a candidate's answer beside production's: never posted
+    status: PredictionStatus = Field(
+        default=PredictionStatus.QUEUED,
+        sa_column=_enum_column(PredictionStatus, default=PredictionStatus.QUEUED, index=True),
+    )
+    output_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    label: str | None = Field(default=None, max_length=64)  # classification: the label the answer names
+    confidence: float | None = Field(default=None)
+    model_seconds: float | None = Field(default=None)  # the batch's generation time
+    batch_size: int | None = Field(default=None)
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    suggestion_ts: str | None = Field(default=None, index=True, max_length=32)  # the reply in the thread
+    example_id: int | None = Field(default=None, foreign_key="example.id")  # once reviewed
+    outcome: ReviewOutcome | None = Field(default=None, sa_column=_enum_column(ReviewOutcome, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+    answered_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    posted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class AlertStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class AlertKind(StrEnum):
+    ACCEPTANCE = "acceptance"  # reviewers accept fewer suggestions than the version's offline accuracy
+    LABEL_MIX = "label_mix"  # the labels it predicts are mixed unlike the ones it was trained on
+
+
+class DriftAlert(SQLModel, table=True):
+    """An acceptance-drop alert on the version in production: its evidence, where it was posted, and
+    when (and how) it was resolved."""
+
+    __tablename__ = "drift_alert"
+    # One alert of a kind per version per production move: a second reviewer's reaction finds it raised.
+    __table_args__ = (
+        UniqueConstraint("project_id", "version_id", "revision", "kind", name="uq_drift_alert_move"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    version_id: int = Field(foreign_key="model_version.id")
+    kind: AlertKind = Field(
+        default=AlertKind.ACCEPTANCE, sa_column=_enum_column(AlertKind, default=AlertKind.ACCEPTANCE)
+    )
+    status: AlertStatus = Field(
+        default=AlertStatus.OPEN, sa_column=_enum_column(AlertStatus, default=AlertStatus.OPEN, index=True)
+    )
+    evidence: dict[str, Any] = Field(default_factory=dict, sa_column=_json_column())
+    channel_id: str = Field(default="", max_length=32)
+    message_ts: str | None = Field(default=None, max_length=32)
+    revision: int = Field(default=0)  # the production move the alert's Rollback button was drawn from
+    resolution: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    opened_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+    resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

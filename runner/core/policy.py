@@ -43,6 +43,7 @@ class Action(StrEnum):
     DISCARD = "discard"
     ROLLBACK = "rollback"
     READ_AUDIT = "read_audit"  # the details of the audit log
+    PILOT = "pilot"  # turn a project's pilot on or off
 
 
 class Role(StrEnum):
@@ -66,6 +67,7 @@ ALLOWED: dict[Action, tuple[Role, ...]] = {
     Action.DISCARD: (Role.OWNER, Role.TRAINER),
     Action.ROLLBACK: (Role.ONCALL,),
     Action.READ_AUDIT: (Role.OWNER, Role.TRAINER, Role.ONCALL),
+    Action.PILOT: (Role.OWNER,),
 }
 NOT_AUDITED = frozenset({Action.VOTE, Action.READ_AUDIT})
 

@@ -628,3 +628,15 @@ def near_duplicate_groups(texts: Sequence[str], threshold: float = 0.85) -> list
     for members, sets in joins:
         _similarity_join(members, sets, threshold, uf)
     return [uf.find(i) for i in range(len(texts))]
+
+
+def label_named(text: str, labels: Sequence[str]) -> str | None:
+    """The label a classifier's answer names, or None when it names none (or several)."""
+    if text in labels:
+        return text
+    cleaned = re.sub(r"[^\w\s-]", " ", text.lower()).split()
+    exact = " ".join(cleaned)
+    if exact in labels:
+        return exact
+    named = [label for label in labels if label in cleaned]
+    return named[0] if len(named) == 1 else None

@@ -18,6 +18,9 @@ from runner.core.config import Settings
 
 TRAIN_QUEUE = "train"
 EVAL_QUEUE = "eval"
+PREDICT_QUEUE = "predict"
+# A prediction is asked by someone waiting for it: one not answered within this is not worth answering.
+PREDICT_TIMEOUT_S = 900
 
 BACKSTOP_S = 600
 # Faults that a second try can fix: the database or Redis briefly away, a dropped connection.
@@ -89,4 +92,28 @@ def enqueue_evaluation(version_id: int, *, settings: Settings, connection: Redis
         result_ttl=7 * 24 * 3600,
         meta={"version_id": version_id},
         description=f"evaluate version {version_id}",
+    )
+
+
+def predict_job_id(prediction_id: int) -> str:
+    return f"ftbot-predict-{prediction_id}"
+
+
+def enqueue_prediction(prediction_id: int, *, connection: Redis) -> Job:
+    """Put a committed prediction on the predict queue (its worker answers it with whatever else is
+    queued by then: `runner.jobs.predict`).
+
+    Raises:
+        redis.RedisError: Redis cannot be reached.
+    """
+    return queue(PREDICT_QUEUE, connection).enqueue(
+        "runner.jobs.predict.predict_job",
+        prediction_id,
+        job_id=predict_job_id(prediction_id),
+        job_timeout=PREDICT_TIMEOUT_S,
+        ttl=PREDICT_TIMEOUT_S,
+        result_ttl=3600,
+        failure_ttl=24 * 3600,
+        meta={"prediction_id": prediction_id},
+        description=f"prediction {prediction_id}",
     )

@@ -30,15 +30,16 @@ from types import FrameType
 from typing import Any
 
 from redis import Redis
-from rq import Worker
+from rq import SimpleWorker, Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from runner.core.config import Settings
 from runner.core.db import make_engine
+from runner.core.exceptions import ConfigError
 from runner.core.models import RunStatus
 from runner.jobs import tasks
-from runner.jobs.queues import queue
+from runner.jobs.queues import PREDICT_QUEUE, queue
 from runner.jobs.reconcile import RECONCILE_EVERY_S, reconcile_once
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,12 @@ class FtbotWorker(Worker):
             )
 
 
+class PredictWorker(SimpleWorker):
+    """Serves the predict queue in its own process, no fork per job: the models the jobs load stay
+    loaded for the next (`runner.jobs.predict`). A prediction takes a fraction of a second, so a
+    stop request simply lets the one in progress finish."""
+
+
 def _reconcile_forever(connection: Redis, stop: threading.Event) -> None:
     while not stop.wait(RECONCILE_EVERY_S):
         try:
@@ -147,18 +154,30 @@ def run_worker(
         True when the worker did any work.
     """
     queue_names = queues
+    predicting = PREDICT_QUEUE in queue_names
+    if predicting and len(queue_names) > 1:
+        raise ConfigError(
+            "The predict queue needs a worker of its own (it keeps models loaded; training forks): "
+            "run `ftbot worker --queues predict` beside the training worker."
+        )
     connection = Redis.from_url(settings.redis_url)
     reconcile_once(connection)
     stop = threading.Event()
     if not burst:
         threading.Thread(target=_reconcile_forever, args=(connection, stop), daemon=True).start()
-    worker = FtbotWorker(
-        [queue(name, connection) for name in queue_names],
-        connection=connection,
-        serializer=JSONSerializer,
-        name=name,
-        work_horse_killed_handler=fail_killed_run,
-    )
+    worker: Worker | SimpleWorker
+    if predicting:
+        worker = PredictWorker(
+            [queue(PREDICT_QUEUE, connection)], connection=connection, serializer=JSONSerializer, name=name
+        )
+    else:
+        worker = FtbotWorker(
+            [queue(name, connection) for name in queue_names],
+            connection=connection,
+            serializer=JSONSerializer,
+            name=name,
+            work_horse_killed_handler=fail_killed_run,
+        )
     try:
         return bool(worker.work(burst=burst, with_scheduler=True, logging_level="INFO"))
     finally:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from runner.core.models import (
     TaskType,
     utcnow,
 )
-from runner.data import exporting, snapshots
+from runner.data import exporting, snapshots, textnorm
 from runner.ml import baselines, metrics
 from runner.registry import versions
 
@@ -146,16 +145,7 @@ def k_shot_prompts(
     return shots, [baselines.with_examples(s.conversation, shots) for s in data.samples]
 
 
-def normalise_label(text: str, labels: Sequence[str]) -> str | None:
-    """The label a classifier's answer names, or None when it names none (or several)."""
-    if text in labels:
-        return text
-    cleaned = re.sub(r"[^\w\s-]", " ", text.lower()).split()
-    exact = " ".join(cleaned)
-    if exact in labels:
-        return exact
-    named = [label for label in labels if label in cleaned]
-    return named[0] if len(named) == 1 else None
+normalise_label = textnorm.label_named  # the rule predictions use too
 
 
 @contextmanager

@@ -7,6 +7,7 @@ length, and decoded greedily. Imports torch & friends, so only workers import it
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ class Generation:
     """Tokens generated, the end-of-turn token included, padding after it excluded."""
     latency_s: float
     """Wall time of the batch this answer was generated in."""
+    probability: float | None = None
+    """With ``scores=True``: the model's probability of this answer (its tokens, greedy), else None."""
 
 
 def load_for_inference(base_model: str, adapter_dir: Path | None, *, quantize: bool) -> tuple[Any, Any]:
@@ -70,6 +73,14 @@ def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
     return sorted({int(i) for i in ids if i is not None})
 
 
+def _chosen_logprobs(step_scores: Sequence[Any], chosen: Any) -> Any:
+    """Log-probability of each chosen token: ``[batch, steps]`` from generate's per-step scores."""
+    logits = torch.stack(list(step_scores), dim=1).float()  # [batch, steps, vocab]
+    logprobs = torch.log_softmax(logits, dim=-1)
+    steps = min(logprobs.shape[1], chosen.shape[1])
+    return logprobs[:, :steps].gather(-1, chosen[:, :steps].unsqueeze(-1)).squeeze(-1)
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -77,6 +88,7 @@ def generate(
     *,
     max_new_tokens: int,
     batch_size: int = 16,
+    scores: bool = False,
 ) -> list[Generation]:
     """Greedy answers to conversations that end before the assistant's turn.
 
@@ -89,6 +101,7 @@ def generate(
         conversations: Message lists without the assistant answer.
         max_new_tokens: Most tokens to generate per answer.
         batch_size: Conversations per ``generate`` call.
+        scores: Also compute each answer's probability (`Generation.probability`).
 
     Returns:
         One :class:`Generation` per conversation, in the same order.
@@ -125,17 +138,26 @@ def generate(
                 num_beams=1,
                 eos_token_id=stop_ids,
                 pad_token_id=pad_id,
+                output_scores=scores,
+                return_dict_in_generate=True,
             )
         latency = time.perf_counter() - began
-        new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
+        sequences = output.sequences
+        new = sequences[:, encoded["input_ids"].shape[1] :]
+        new_tokens = new.tolist()
+        token_logprobs = _chosen_logprobs(output.scores, new).tolist() if scores else None
         for row, index in enumerate(chunk):
             tokens = new_tokens[row]
             end = next((k + 1 for k, t in enumerate(tokens) if t in stop_ids), len(tokens))
+            probability = None
+            if token_logprobs is not None:
+                probability = float(math.exp(sum(token_logprobs[row][:end])))
             results[index] = Generation(
                 text=tokenizer.decode(tokens[:end], skip_special_tokens=True).strip(),
                 prompt_tokens=lengths[index],
                 output_tokens=end,
                 latency_s=latency,
+                probability=probability,
             )
     return [results[i] for i in range(len(prompts))]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from slack_sdk import WebClient
 from sqlalchemy import update
@@ -16,7 +17,19 @@ from sqlmodel import col
 
 from runner.core.config import Settings
 from runner.core.db import session_scope
-from runner.core.models import ModelVersion, Project, TrainingRun
+from runner.core.models import (
+    AlertKind,
+    DriftAlert,
+    ModelVersion,
+    Prediction,
+    PredictionStatus,
+    Project,
+    TrainingRun,
+    utcnow,
+)
+from runner.core.policy import is_group
+from runner.data import projects
+from runner.registry import pilot, versions
 from runner.registry.versions import Reconciled
 from runner.slack import payloads
 from runner.slack.client import UNREACHABLE, call, make_client, try_call
@@ -101,3 +114,128 @@ def post_summary(settings: Settings, engine: Engine, version_id: int) -> None:
             title=title,
             filename="evaluation.png",
         )
+
+
+def post_suggestions(settings: Settings, engine: Engine, prediction_ids: list[int]) -> None:
+    """Post each answered pilot prediction's suggestion in its message's thread, in the order given
+    (the order they were asked); predictions asked elsewhere (the CLI) and failed ones post nothing.
+    The suggestion's ts is stored, so reviewers' reactions on it find the prediction."""
+    client = client_for(settings)
+    for prediction_id in prediction_ids:
+        with session_scope(engine) as session:
+            prediction = session.get(Prediction, prediction_id)
+            if (
+                prediction is None
+                or not prediction.channel_id
+                or prediction.shadow
+                or prediction.status != PredictionStatus.DONE
+                or prediction.suggestion_ts
+            ):
+                continue
+            project = session.get(Project, prediction.project_id)
+            version = session.get(ModelVersion, prediction.version_id)
+            assert project is not None and version is not None
+            payload = payloads.pilot_suggestion(project, version.number, prediction)
+            channel, thread = prediction.channel_id, prediction.message_ts
+        if client is None:
+            continue
+        posted = call(client, "chat_postMessage", channel=channel, thread_ts=thread, **payload)
+        if posted is None:
+            continue
+        with session_scope(engine) as session:
+            session.execute(
+                update(Prediction)
+                .where(col(Prediction.id) == prediction_id, col(Prediction.suggestion_ts).is_(None))
+                .values(suggestion_ts=posted["ts"], posted_at=utcnow())
+            )
+
+
+def oncall_mention(settings: Settings) -> str:
+    """Who an alert pings: the on-call user groups and users (``FTBOT_ONCALL``)."""
+    return " ".join(f"<!subteam^{e}>" if is_group(e) else f"<@{e}>" for e in settings.ftbot_oncall)
+
+
+def _alert_payload(
+    project: str, version: int, alert: DriftAlert, *, mention: str, resolution: str | None = None
+) -> dict[str, Any]:
+    build = payloads.label_shift_alert if alert.kind == AlertKind.LABEL_MIX else payloads.drift_alert
+    return build(
+        project, version, alert.evidence, revision=alert.revision, mention=mention, resolution=resolution
+    )
+
+
+def _post_alert(settings: Settings, engine: Engine, project_id: int, kind: AlertKind) -> int | None:
+    """Raise an alert of `kind` on the project's version in production if its test says so (once per
+    production move), and post it with its Rollback button. Returns the new alert's id, or None."""
+    raise_alert = pilot.raise_label_shift_alert if kind == AlertKind.LABEL_MIX else pilot.raise_alert
+    with session_scope(engine) as session:
+        project = session.get(Project, project_id)
+        if project is None:
+            return None
+        alert = raise_alert(session, settings, project)
+        if alert is None:
+            return None
+        version = session.get(ModelVersion, alert.version_id)
+        assert version is not None and alert.id is not None
+        payload = _alert_payload(project.name, version.number, alert, mention=oncall_mention(settings))
+        alert_id, channel = alert.id, alert.channel_id
+    client = client_for(settings)
+    if client is None:
+        return alert_id
+    posted = call(client, "chat_postMessage", channel=channel, **payload)
+    if posted is not None:
+        with session_scope(engine) as session:
+            session.execute(
+                update(DriftAlert).where(col(DriftAlert.id) == alert_id).values(message_ts=posted["ts"])
+            )
+    return alert_id
+
+
+def drift_check(settings: Settings, engine: Engine, project_id: int) -> int | None:
+    """Test the acceptance of the project's version in production; when it dropped, post the alert."""
+    return _post_alert(settings, engine, project_id, AlertKind.ACCEPTANCE)
+
+
+def label_mix_check(settings: Settings, engine: Engine, project_id: int) -> int | None:
+    """Compare the labels the version in production predicts with its training mix; when they
+    shifted, post the alert."""
+    return _post_alert(settings, engine, project_id, AlertKind.LABEL_MIX)
+
+
+def resolve_alerts(settings: Settings, engine: Engine, project_name: str, resolution: str) -> list[int]:
+    """Resolve the project's open alerts on versions no longer in production, and show it on each
+    alert (its Rollback button replaced by how it was resolved). Returns the alerts resolved."""
+    updates = []
+    with session_scope(engine) as session:
+        project = projects.get_project(session, project_name)
+        for alert in pilot.resolve_alerts(session, project, resolution):
+            version = session.get(ModelVersion, alert.version_id)
+            assert version is not None and alert.id is not None
+            payload = _alert_payload(project.name, version.number, alert, mention="", resolution=resolution)
+            updates.append((alert.id, alert.channel_id, alert.message_ts, payload))
+    client = client_for(settings)
+    for _alert_id, channel, ts, payload in updates:
+        if client is not None and ts:
+            call(client, "chat_update", channel=channel, ts=ts, **payload)
+    return [alert_id for alert_id, *_ in updates]
+
+
+def shadow_check(settings: Settings, engine: Engine, project_id: int) -> bool:
+    """Post the shadow report in the pilot channel once enough pilot messages are labeled (once per
+    shadow version). True when it was posted now."""
+    with session_scope(engine) as session:
+        project = session.get(Project, project_id)
+        if project is None:
+            return False
+        report = pilot.claim_shadow_report(session, settings, project)
+        if report is None:
+            return False
+        payload = payloads.shadow_report(
+            report, production_revision=versions.alias(session, project).revision
+        )
+        piloted = pilot.pilot_of(session, project)
+        channel = piloted.channel_id if piloted else project.channel_id
+    client = client_for(settings)
+    if client is not None:
+        call(client, "chat_postMessage", channel=channel, **payload)
+    return True

@@ -11,12 +11,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from runner.core.models import ModelVersion, Project, RunStatus, TrainingRun
+from runner.core.models import ModelVersion, Prediction, Project, RunStatus, TrainingRun
 from runner.data import projects
 from runner.data.gates import Gate, ProjectStats
 from runner.interview import readiness
 from runner.interview.interviews import InterviewState
 from runner.interview.readiness import Answer
+from runner.registry.pilot import ShadowReport
 from runner.registry.versions import Move, Reconciled
 from runner.slack.render import escape, render
 
@@ -197,8 +198,11 @@ def gate_line(gate: Gate) -> str:
     return f"{icon} {escape(f'{gate.name}: {gate.value} ({gate.threshold})')}"
 
 
-def home(all_stats: Sequence[ProjectStats], total: int | None = None) -> dict[str, Any]:
-    """The App Home tab: every project (up to a limit, then how many more of `total`) with its gates."""
+def home(
+    all_stats: Sequence[ProjectStats], total: int | None = None, pilots: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The App Home tab: every project (up to a limit, then how many more of `total`) with its gates,
+    and, for projects in a pilot, a line on its acceptance and alerts (`pilot_line`)."""
     shown = [
         {
             "name": stats.project.name,
@@ -208,11 +212,32 @@ def home(all_stats: Sequence[ProjectStats], total: int | None = None) -> dict[st
             "passed": sum(1 for g in stats.gates if g.passed),
             "trainable": stats.trainable,
             "gates": [{"line": gate_line(g)} for g in stats.gates],
+            "pilot": (pilots or {}).get(stats.project.name),
         }
         for stats in all_stats[:MAX_HOME_PROJECTS]
     ]
     more = max((len(all_stats) if total is None else total) - len(shown), 0)
     return render("home.json.j2", surface="home", projects=shown, more=more)
+
+
+def pilot_line(
+    channel_id: str | None, enabled: bool, rows: Sequence[dict[str, Any]], open_alerts: Sequence[int]
+) -> str:
+    """A project's pilot for App Home: where, each version's acceptance against its offline accuracy
+    (`runner.registry.pilot.VersionAcceptance.to_dict`), and the versions with an open alert."""
+    where = f"on in <#{channel_id}>" if enabled and channel_id else "off"
+    parts = [f":test_tube: Pilot {where}"]
+    for row in rows[:3]:
+        offline = f", offline {_percent(row['offline'])}" if row.get("offline") is not None else ""
+        if row["reviewed"]:
+            parts.append(
+                f"v{row['version']}: {row['accepted']}/{row['reviewed']} accepted ({_percent(row['rate'])}, "
+                f"95% CI {_percent(row['ci_low'])}–{_percent(row['ci_high'])}{offline})"
+            )
+        else:
+            parts.append(f"v{row['version']}: {row['suggested']} suggestions, none reviewed yet{offline}")
+    parts.extend(f":rotating_light: acceptance alert open on v{v}" for v in open_alerts)
+    return " · ".join(parts)
 
 
 def project_modal(
@@ -438,3 +463,134 @@ def deploy_reconciled(outcome: Reconciled) -> dict[str, Any]:
 
 def audit_log(project: str, rows: Sequence[str], *, details_hidden: bool) -> dict[str, Any]:
     return render("audit.json.j2", project=project, rows=list(rows), details_hidden=details_hidden)
+
+
+# --- the pilot ----------------------------------------------------------------------------------
+
+
+def pilot_suggestion(project: Project, version: int, prediction: Prediction) -> dict[str, Any]:
+    """A version's suggestion, posted in the thread of a pilot message; reviewers react on it."""
+    return render(
+        "pilot_suggestion.json.j2",
+        project=project.name,
+        version=version,
+        task_type=str(project.task_type),
+        label=prediction.label,
+        confidence=prediction.confidence,
+        draft=prediction.output_text or "",
+        legend=emoji_legend(project),
+    )
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.0f}%"
+
+
+def drift_alert(
+    project: str,
+    version: int,
+    evidence: dict[str, Any],
+    *,
+    revision: int,
+    mention: str,
+    resolution: str | None = None,
+) -> dict[str, Any]:
+    """The acceptance-drop alert (`runner.registry.pilot.DriftCheck.evidence`), with a Rollback
+    button drawn from production move `revision`; resolved, it shows how instead of the button."""
+    lines = [
+        f"• Offline eval accuracy of v{version}: "
+        + (_percent(evidence["baseline"]) if evidence.get("baseline") is not None else "not evaluated")
+    ]
+    previous = evidence.get("previous")
+    if previous:
+        lines.append(
+            f"• v{previous['version']} before it: "
+            + (
+                f"{_percent(previous['rate'])} accepted of {previous['reviewed']} "
+                f"(95% CI {_percent(previous['ci_low'])}–{_percent(previous['ci_high'])})"
+                if previous["reviewed"]
+                else "no reviewed suggestions"
+            )
+        )
+    lines.append(
+        f"• CUSUM {evidence['statistic']:.2f} ≥ {evidence['threshold']:.2f}: acceptance tested at "
+        f"{_percent(evidence['p0'])} against a drop to {_percent(evidence['p1'])}, "
+        f"after at least {evidence['min_reviews']} reviews"
+    )
+    recent = "".join(":white_check_mark:" if ok else ":x:" for ok in evidence.get("recent", []))
+    if recent:
+        lines.append(f"• Latest reviews, oldest first: {recent}")
+    return render(
+        "drift_alert.json.j2",
+        project=project,
+        version=version,
+        accepted=evidence["accepted"],
+        reviewed=evidence["reviewed"],
+        rate=_percent(evidence["rate"]),
+        interval=f"{_percent(evidence['ci_low'])}–{_percent(evidence['ci_high'])}",
+        lines=lines,
+        mention=mention,
+        revision=revision,
+        resolved=resolution is not None,
+        resolution=safe_markup((resolution or "")[:2600]),  # a reason as typed, escaped: ≤ 2990
+    )
+
+
+def label_shift_alert(
+    project: str,
+    version: int,
+    evidence: dict[str, Any],
+    *,
+    revision: int,
+    mention: str,
+    resolution: str | None = None,
+) -> dict[str, Any]:
+    """The predicted-label-mix alert (`runner.registry.pilot.raise_label_shift_alert`), with the
+    same Rollback button as the acceptance alert; resolved, it shows how instead."""
+    predicted, trained = evidence["predicted_mix"], evidence["training_mix"]
+    labels = sorted(
+        set(predicted) | set(trained), key=lambda label: -abs(predicted.get(label, 0) - trained.get(label, 0))
+    )
+    lines = [
+        f"• {escape(label)}: predicted {_percent(predicted.get(label, 0.0))}, "
+        f"trained on {_percent(trained.get(label, 0.0))}"
+        for label in labels
+    ]
+    return render(
+        "label_shift_alert.json.j2",
+        project=project,
+        version=version,
+        predicted=evidence["predicted"],
+        distance=f"{evidence['distance']:.2f}",
+        threshold=f"{evidence['threshold']:.2f}",
+        lines=lines,
+        mention=mention,
+        revision=revision,
+        resolved=resolution is not None,
+        resolution=safe_markup((resolution or "")[:2600]),
+    )
+
+
+def shadow_report(report: ShadowReport, *, production_revision: int) -> dict[str, Any]:
+    """The shadow candidate against production on live messages, with the eval summary's buttons."""
+    figures = report.figures()
+
+    def rate(name: str) -> str:
+        low, high = figures[f"{name}_ci"]
+        return f"{_percent(figures[f'{name}_rate'])} (95% CI {_percent(low)}–{_percent(high)})"
+
+    better = report.only_candidate > report.only_production and report.p_value < 0.05
+    return render(
+        "shadow_report.json.j2",
+        project=report.project,
+        version=report.candidate,
+        production_version=report.production,
+        production_revision=production_revision,
+        pairs=report.pairs,
+        candidate=rate("candidate"),
+        production=rate("production"),
+        only_candidate=report.only_candidate,
+        only_production=report.only_production,
+        p_value=f"{report.p_value:.3f}",
+        better=better,
+    )
