@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import string
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -369,7 +368,8 @@ def test_appending_never_renames_unless_bridged(texts: list[str], cut: int) -> N
             assert new[i] == old[i]
 
 
-def test_five_thousand_texts_fast() -> None:
+def test_five_thousand_texts_are_grouped() -> None:
+    # How long this takes is measured by bench/pure_logic.py (the same texts).
     rng = random.Random(1234)
     vocab = [
         "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 9))) for _ in range(3000)
@@ -383,24 +383,19 @@ def test_five_thousand_texts_fast() -> None:
         else:
             n = rng.choice([rng.randint(3, 25), rng.randint(25, 60), rng.randint(60, 150)])
             texts.append(" ".join(rng.choice(vocab) for _ in range(n)).capitalize() + "?")
-    start = time.process_time()
     groups = near_duplicate_groups(texts)
-    elapsed = time.process_time() - start
-    assert elapsed < 2.0, f"near_duplicate_groups took {elapsed:.2f}s CPU for 5000 texts"
     assert len(groups) == 5000
     assert 3000 < len(set(groups)) < 5000  # some, not all, texts were grouped
 
 
-def test_large_cluster_of_near_identical_texts_stays_fast() -> None:
-    # 3,000 long texts sharing a 100-word body: all one group. Per-pair work here would be quadratic.
+def test_large_cluster_of_near_identical_texts_is_one_group() -> None:
+    # 3,000 long texts sharing a 100-word body: all one group. Per-pair work here would be quadratic;
+    # bench/pure_logic.py measures it.
     rng = random.Random(99)
     vocab = [
         "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 9))) for _ in range(2000)
     ]
     body = " ".join(rng.choice(vocab) for _ in range(100))
     texts = [f"{body} {' '.join(rng.choice(vocab) for _ in range(4))}" for _ in range(3000)]
-    start = time.process_time()
     groups = near_duplicate_groups(texts)
-    elapsed = time.process_time() - start
     assert groups == [0] * 3000
-    assert elapsed < 2.0, f"near_duplicate_groups took {elapsed:.2f}s CPU for one 3000-text cluster"
