@@ -13,7 +13,7 @@ from bot.directory import Directory
 from bot.inbox import InboxExecutor
 from bot.tally import Throttle
 from runner.core.config import Settings
-from runner.core.policy import Person
+from runner.core.policy import Person, is_group
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,15 @@ class Deps:
     pool: InboxExecutor  # where listeners' work runs after the ack (bot/work.py)
 
     def person(self, client: WebClient, user_id: str) -> Person:
-        """`user_id` as the policy sees them: user-group membership is asked of Slack (cached) only
-        when a list the policy reads names a group."""
+        """`user_id` as the policy sees them, for a decision about to be made.
+
+        The user groups the settings name (on-call) are asked of Slack now (cached), before the
+        unit of work that decides opens, so that no transaction waits on Slack. A group only a
+        project names (its reviewer groups) is asked when the policy reads it.
+        """
+        for group in self.settings.ftbot_oncall:
+            if is_group(group):
+                self.directory.group_members(client, group)
         return Person(user_id, in_group=lambda group: user_id in self.directory.group_members(client, group))
 
     def person_cached(self, user_id: str) -> Person:

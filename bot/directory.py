@@ -38,7 +38,9 @@ class Directory:
             if cached and now - cached[0] < self.ttl:
                 return cached[1]
         response = call(client, "usergroups_users_list", usergroup=group_id)
-        members: frozenset[str] = frozenset(response.get("users", []) if response else [])
+        if response is None:  # Slack did not answer: nobody is a member now; ask again next time
+            return frozenset()
+        members: frozenset[str] = frozenset(response.get("users", []))
         with self._lock:
             self._groups[group_id] = (now, members)
         return members

@@ -212,3 +212,28 @@ def test_slack_rollback_needs_on_call_and_every_attempt_is_audited(slack, emulat
 def test_version_statuses_are_the_documented_set():
     # Whether a version serves is the alias's alone; "production" and "retired" are derived from it.
     assert {s.value for s in VersionStatus} == {"candidate", "discarded", "rolled_back"}
+
+
+def test_an_on_call_group_slack_could_not_list_is_asked_again_not_remembered_empty(
+    slack, emulator, engine, settings, bot
+):
+    make_project_with_versions(engine, settings)
+    move(engine, settings, "promote", 1, by="UALICE")
+    move(engine, settings, "promote", 2, by="UALICE")
+    emulator.add_usergroup("SONCALL", "oncall", ["UCAROL"])
+    settings.ftbot_oncall = ("SONCALL",)
+    emulator.fail_next("usergroups.users.list", "internal_error", times=2)
+
+    # Slack cannot say who is on call (asked before the decision, and again by it): the rollback is
+    # refused, since nobody is known to be on call ...
+    assert slack.slash("rollback ticket-router", user="UCAROL").status == 200
+    emulator.wait_for(lambda: [e for e in emulator.ephemerals() if e["user"] == "UCAROL"], what="refusal")
+    assert state(engine)[0] == 2
+    # ... and the next attempt asks Slack again instead of trusting an empty answer for a minute.
+    assert slack.slash("rollback ticket-router", user="UCAROL").status == 200
+    emulator.wait_for(
+        lambda: next((m for m in emulator.messages("CGENERAL") if "rolled back" in m["text"]), None),
+        what="the rollback",
+    )
+    assert state(engine)[0] == 1
+    assert len(emulator.calls_to("usergroups.users.list")) == 3
