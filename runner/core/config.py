@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     ftbot_heartbeat_timeout: float = Field(
         default=90.0, description="Seconds without a heartbeat before a running job counts as dead"
     )
+    ftbot_resume_attempts: int = Field(
+        default=2,
+        ge=0,
+        description="Times a run whose worker died resumes from its last checkpoint before it fails",
+    )
     ftbot_queues: IdList = Field(default=("train", "eval"), description="Queues `ftbot worker` serves")
     ftbot_deploy_hook: str | None = Field(
         default=None, description="Command or http(s) URL called with the new deployment manifest"

@@ -29,17 +29,19 @@ def queue(name: str, connection: Redis) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
-def train_job_id(run_id: int) -> str:
-    return f"ftbot-train-{run_id}"
+def train_job_id(run_id: int, attempt: int = 0) -> str:
+    """The training job of a run's first try, and of each resume after it (``-1``, ``-2``, …)."""
+    return f"ftbot-train-{run_id}" + (f"-{attempt}" if attempt else "")
 
 
-def eval_job_id(run_id: int) -> str:
-    return f"ftbot-eval-{run_id}"
+def eval_job_id(run_id: int, attempt: int = 0) -> str:
+    return f"ftbot-eval-{run_id}" + (f"-{attempt}" if attempt else "")
 
 
-def enqueue(run_id: int, project_id: int, *, settings: Settings, connection: Redis) -> None:
+def enqueue(run_id: int, project_id: int, *, settings: Settings, connection: Redis, attempt: int = 0) -> None:
     """Put a committed run's training job on the train queue and its evaluation after it on the eval
-    queue (the job ids are `train_job_id` / `eval_job_id` of the run, already on its row).
+    queue (the job ids are `train_job_id` / `eval_job_id` of the run and its attempt, already on its
+    row: a resumed run gets new jobs, so what RQ still does about an earlier one cannot touch it).
 
     Raises:
         redis.RedisError: Redis cannot be reached.
@@ -47,7 +49,7 @@ def enqueue(run_id: int, project_id: int, *, settings: Settings, connection: Red
     train = queue(TRAIN_QUEUE, connection).enqueue(
         "runner.jobs.tasks.train_job",
         run_id,
-        job_id=train_job_id(run_id),
+        job_id=train_job_id(run_id, attempt),
         # The job enforces FTBOT_JOB_TIMEOUT itself, between steps, so it can fail cleanly; RQ's own
         # limit is a backstop for a job stuck outside the training loop (loading a model, say).
         job_timeout=settings.ftbot_job_timeout + BACKSTOP_S,
@@ -56,13 +58,14 @@ def enqueue(run_id: int, project_id: int, *, settings: Settings, connection: Red
         retry=Retry(max=2, interval=[30, 120]),
         on_failure=Callback("runner.jobs.tasks.on_train_failure"),
         on_stopped=Callback("runner.jobs.tasks.on_train_stopped"),
-        meta={"run_id": run_id, "project_id": project_id},
-        description=f"train run {run_id} of project {project_id}",
+        meta={"run_id": run_id, "project_id": project_id, "attempt": attempt},
+        description=f"train run {run_id} of project {project_id}"
+        + (f" (resume {attempt})" if attempt else ""),
     )
     queue(EVAL_QUEUE, connection).enqueue(
         "runner.jobs.tasks.evaluate_job",
         run_id,
-        job_id=eval_job_id(run_id),
+        job_id=eval_job_id(run_id, attempt),
         depends_on=train,
         job_timeout=settings.ftbot_job_timeout,
         result_ttl=7 * 24 * 3600,

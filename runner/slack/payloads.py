@@ -283,6 +283,8 @@ def run_status(run: TrainingRun, project: Project, version: ModelVersion | None)
         version=version.number if version else None,
         error=run.error or "",
         advice=run.advice or "",
+        note=run.note or "",
+        checkpoint_step=run.checkpoint_step,
     )
 
 
