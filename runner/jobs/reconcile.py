@@ -26,7 +26,7 @@ from runner.core.exceptions import FtbotError
 from runner.core.models import TERMINAL_RUN_STATUSES, Project, RunStatus, TrainingRun, utcnow
 from runner.jobs import runs
 from runner.jobs.queues import fetch_job
-from runner.jobs.runs import checkpoint_dir, finish, partial_dir
+from runner.jobs.runs import finish, scratch_dirs
 from runner.jobs.tasks import JobContext, advice_for
 from runner.registry import versions
 from runner.registry.versions import Reconciled
@@ -167,8 +167,8 @@ def _clear_partials(session: Session, settings: Settings) -> None:
     for run in ended:
         project = session.get(Project, run.project_id)
         if project is not None:
-            shutil.rmtree(partial_dir(settings, project, run.id or 0), ignore_errors=True)
-            shutil.rmtree(checkpoint_dir(settings, project, run.id or 0), ignore_errors=True)
+            for folder in scratch_dirs(settings, project, run.id or 0):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def behind_in_slack(session: Session) -> list[int]:

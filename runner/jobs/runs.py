@@ -43,6 +43,20 @@ def checkpoint_dir(settings: Settings, project: Project, run_id: int) -> Path:
     return artifacts_dir(settings, project) / f".run-{run_id}.checkpoint"
 
 
+def launch_dir(settings: Settings, project: Project, run_id: int) -> Path:
+    """A multi-process run's work folder (its data, settings, events and torchrun's log)."""
+    return artifacts_dir(settings, project) / f".run-{run_id}.launch"
+
+
+def scratch_dirs(settings: Settings, project: Project, run_id: int) -> list[Path]:
+    """Every folder a run writes before its version is registered (removed when it ends otherwise)."""
+    return [
+        partial_dir(settings, project, run_id),
+        checkpoint_dir(settings, project, run_id),
+        launch_dir(settings, project, run_id),
+    ]
+
+
 def has_checkpoint(settings: Settings, project: Project, run_id: int) -> bool:
     return (checkpoint_dir(settings, project, run_id) / CHECKPOINT_FILE).exists()
 

@@ -42,7 +42,15 @@ from runner.core.trainconfig import Progress, TrainConfig, TrainingCancelled, Tr
 from runner.data import exporting, snapshots
 from runner.jobs import runs
 from runner.jobs.queues import BACKSTOP_S, TRANSIENT
-from runner.jobs.runs import PAUSE, artifacts_dir, checkpoint_dir, finish, partial_dir
+from runner.jobs.runs import (
+    PAUSE,
+    artifacts_dir,
+    checkpoint_dir,
+    finish,
+    launch_dir,
+    partial_dir,
+    scratch_dirs,
+)
 from runner.slack import notify
 
 log = logging.getLogger(__name__)
@@ -248,23 +256,36 @@ def train_job(run_id: int) -> dict[str, Any]:
     deadline = time.monotonic() + limit
     try:
         with _Heartbeat(ctx.engine, run_id):
+            hooks: dict[str, Any] = {
+                "progress": _ProgressReporter(ctx, run_id),
+                "should_stop": lambda: time.monotonic() > deadline,
+                "checkpoint_dir": checkpoints,
+                "should_pause": _PauseRequest(ctx.engine, run_id),
+                "on_checkpoint": _checkpointed(ctx.engine, run_id),
+            }
             try:
-                result = loop.train(
-                    config,
-                    train_rows,
-                    eval_rows,
-                    partial,
-                    progress=_ProgressReporter(ctx, run_id),
-                    should_stop=lambda: time.monotonic() > deadline,
-                    checkpoint_dir=checkpoints,
-                    should_pause=_PauseRequest(ctx.engine, run_id),
-                    on_checkpoint=_checkpointed(ctx.engine, run_id),
-                )
+                if config.procs > 1:  # torchrun, in a process group of its own (runner.ml.distributed)
+                    from runner.ml import distributed
+
+                    result = distributed.launch(
+                        config,
+                        train_rows,
+                        eval_rows,
+                        partial,
+                        workdir=launch_dir(ctx.settings, project, run_id),
+                        **hooks,
+                    )
+                else:
+                    result = loop.train(config, train_rows, eval_rows, partial, **hooks)
             except TrainingPaused as exc:
                 shutil.rmtree(partial, ignore_errors=True)
                 return _paused(ctx, run_id, exc.step)
             except TrainingCancelled as exc:
+                if time.monotonic() <= deadline:
+                    raise  # its processes were stopped (SIGTERM) from outside the job
                 raise TrainingTimeout(f"Training ran past its {limit} s limit ({exc})") from exc
+            finally:
+                shutil.rmtree(launch_dir(ctx.settings, project, run_id), ignore_errors=True)
         (partial / "ftbot.json").write_text(
             json.dumps({"project": project.name, "run_id": run_id, "snapshot": snapshot.id}, indent=2)
         )
@@ -377,8 +398,8 @@ def mark_ended(
         project = session.get(Project, run.project_id)
         finish(session, run, status, error=error, advice=advice)
     if project is not None:
-        shutil.rmtree(partial_dir(ctx.settings, project, run_id), ignore_errors=True)
-        shutil.rmtree(checkpoint_dir(ctx.settings, project, run_id), ignore_errors=True)
+        for folder in scratch_dirs(ctx.settings, project, run_id):
+            shutil.rmtree(folder, ignore_errors=True)
     notify.run_status(ctx.engine, notify.client_for(ctx.settings), run_id)
 
 
