@@ -35,6 +35,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,8 +102,8 @@ def launch(
     Args:
         config, train_examples, eval_examples, out_dir, checkpoint_dir, progress, should_stop,
             should_pause, on_checkpoint: as for :func:`runner.ml.loop.train`.
-        workdir: A folder for the run's data, settings, events and log (created; left for the caller
-            to remove).
+        workdir: A folder for the run's data, settings, events and log (emptied first; left for the
+            caller to remove).
         on_started: Called with torchrun's process id (also its process group's).
 
     Returns:
@@ -119,7 +120,8 @@ def launch(
 
     if torch.cuda.is_available() and config.procs > torch.cuda.device_count():
         raise ValueError(f"procs={config.procs} but this worker has {torch.cuda.device_count()} GPUs")
-    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(workdir, ignore_errors=True)  # a previous try's events, outcome and control
+    workdir.mkdir(parents=True)
     (workdir / "data.json").write_text(
         json.dumps({"train": list(train_examples), "eval": list(eval_examples)})
     )

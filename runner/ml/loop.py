@@ -104,7 +104,8 @@ class TrainResult:
     stopped_early: bool
     """True when early stopping ended the run."""
     best_step: int
-    """Step whose adapter was kept (lowest eval loss; the last step without eval examples)."""
+    """Step whose adapter was kept: the lowest eval loss over evaluations and checkpoints (the last
+    step without eval examples, or with ``keep_best=false``)."""
     best_eval_loss: float | None
     """Lowest eval loss seen (None without eval examples)."""
     final_train_loss: float
@@ -507,15 +508,32 @@ def _save_checkpoint(
     scheduler: Any,
     keeping: _Checkpointing,
     position: tuple[int, int],
+    *,
+    scheduled: bool = True,
 ) -> None:
-    """Checkpoint at a step boundary: ``position`` is (epoch, index of the next step in it)."""
-    if keeping.folder is None or keeping.saved_step == state.step:
+    """Checkpoint at a step boundary: ``position`` is (epoch, index of the next step in it).
+
+    A scheduled checkpoint (every ``checkpoint_every`` steps) is kept in the run's list with its eval
+    loss and competes for the adapter kept, even when there is no folder to write it to; one made on
+    pause or SIGTERM is not, so whether and where a run was interrupted never changes what it ends
+    with.
+    """
+    if keeping.saved_step == state.step or (keeping.folder is None and not scheduled):
         return
     began = time.perf_counter(), time.process_time()
     eval_loss = _evaluate(setup) if setup.eval_set else None
     state.eval_wall_s += time.perf_counter() - began[0]
     state.eval_cpu_s += time.process_time() - began[1]
-    state.checkpoints.append((state.step, eval_loss))
+    if scheduled:
+        state.checkpoints.append((state.step, eval_loss))
+    if scheduled and eval_loss is not None and (state.best_eval is None or eval_loss < state.best_eval):
+        # The checkpoint picker: a checkpoint's eval loss competes for the adapter kept too (early
+        # stopping still counts the periodic evaluations alone).
+        state.best_eval, state.best_step = eval_loss, state.step
+        state.best_adapter = _adapter_snapshot(setup.model)
+    keeping.saved_step = state.step
+    if keeping.folder is None:
+        return  # evaluated and considered all the same: what a run ends with never depends on where
     rng = [checkpoints.rng_state()]  # one per process: each draws its own dropout masks
     if setup.world > 1:
         gathered: list[Any] = [None] * setup.world
@@ -537,7 +555,6 @@ def _save_checkpoint(
             },
             {"step": state.step, "eval_loss": eval_loss, "epoch": position[0]},
         )
-    keeping.saved_step = state.step
     if keeping.on_checkpoint is not None:
         keeping.on_checkpoint(state.step, eval_loss)
 
@@ -677,7 +694,7 @@ def _fit(
                 ],
             )
             if pause or terminate:
-                _save_checkpoint(setup, state, optimizer, scheduler, keeping, at)
+                _save_checkpoint(setup, state, optimizer, scheduler, keeping, at, scheduled=False)
                 if pause:
                     raise TrainingPaused(state.step)
                 raise TrainingCancelled(
@@ -717,7 +734,7 @@ def _fit(
             setup, state
         )  # the steps since the last evaluation (max_steps, uneven eval_every_steps)
         state.stopped_early = stopped
-    if state.best_adapter is not None:
+    if state.best_adapter is not None and config.keep_best:
         set_peft_model_state_dict(model, state.best_adapter)
     else:
         state.best_step = state.step

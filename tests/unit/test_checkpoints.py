@@ -74,6 +74,7 @@ def assert_same_run(resumed: TrainResult, whole: TrainResult) -> None:
         whole.best_eval_loss,
     )
     assert (resumed.train_tokens, resumed.target_tokens) == (whole.train_tokens, whole.target_tokens)
+    assert resumed.checkpoints == whole.checkpoints
     mine = load_file(resumed.out_dir / "adapter_model.safetensors")
     theirs = load_file(whole.out_dir / "adapter_model.safetensors")
     assert mine.keys() == theirs.keys()
@@ -114,7 +115,9 @@ def test_a_paused_and_resumed_run_ends_bit_for_bit_where_an_uninterrupted_run_en
 
     assert resumed.resumed_from_step == 5
     assert_same_run(resumed, uninterrupted)
-    assert [step for step, _ in resumed.checkpoints][:2] == [3, 5]
+    # The pause's checkpoint is not one of the run's: where it was paused changes nothing.
+    assert resumed.checkpoints == uninterrupted.checkpoints
+    assert [step for step, _ in resumed.checkpoints][:2] == [3, 6]
 
 
 def test_a_run_stopped_after_a_checkpoint_goes_on_from_it_across_an_epoch_boundary(
@@ -175,3 +178,20 @@ def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path: Path) -> 
     assert loaded is not None and loaded["step"] == 1 and torch.equal(loaded["weights"], torch.ones(3))
     assert checkpoints.summary(folder) == {"step": 1}
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.json", "checkpoint.pt"]
+
+
+def test_the_checkpoint_picker_keeps_the_adapter_of_the_lowest_eval_loss_or_the_last(
+    model_dir: Path, data: Any, tmp_path: Path, uninterrupted: TrainResult
+) -> None:
+    evaluated = dict(uninterrupted.eval_losses) | {s: loss for s, loss in uninterrupted.checkpoints if loss}
+    assert [step for step, _ in uninterrupted.checkpoints] == list(range(3, uninterrupted.steps, 3))
+    assert all(loss is not None for _, loss in uninterrupted.checkpoints)
+    best = min(evaluated, key=lambda step: (evaluated[step], step))
+    assert (uninterrupted.best_step, uninterrupted.best_eval_loss) == (best, evaluated[best])
+
+    last = train(config_for(model_dir, keep_best="false"), *data, tmp_path / "last")
+    assert last.best_step == last.steps and last.loss_curve == uninterrupted.loss_curve
+    if best != last.steps:  # the last step's adapter is not the best one: the files differ
+        kept = load_file(uninterrupted.out_dir / "adapter_model.safetensors")
+        final = load_file(last.out_dir / "adapter_model.safetensors")
+        assert any(not torch.equal(kept[name], final[name]) for name in kept)
