@@ -133,6 +133,11 @@ def test_pause_and_resume_buttons_end_bit_for_bit_where_an_uninterrupted_run_end
     run_id = wait_until(lambda: (n := latest_run_id(engine)) != whole_id and n, what="the second run")
     queued = message_showing(emulator, run_id, "queued")
     assert buttons(queued) == ["Pause", "Cancel"]
+    # The preflight learnt from the first run: its measured throughput sets this one's estimate.
+    estimate = get_run(engine, run_id).estimate
+    assert estimate["throughput_source"] == "measured (1 runs)"
+    assert estimate["tokens_per_s"] == pytest.approx(whole.metrics["tokens_per_s"], rel=1e-3)
+    assert "Estimate: ~" in json.dumps(queued["blocks"])
     worker = start_worker(training_settings, database_url, emulator)
     try:
         wait_until(lambda: get_run(engine, run_id).progress.get("step"), timeout=300, what="training steps")
@@ -220,7 +225,11 @@ def test_pause_and_resume_commands_on_a_queued_run(slack, emulator, engine, trai
     seed_project(engine, emulator=emulator)
     assert slack.slash("train ticket-router epochs=1").status == 200
     run_id = wait_until(lambda: latest_run_id(engine), what="the run")
-    message_showing(emulator, run_id, "queued")
+    queued = message_showing(emulator, run_id, "queued")
+    estimate = get_run(engine, run_id).estimate
+    assert estimate["throughput_source"] == "default" and estimate["tokens"] > 0 and estimate["examples"] > 0
+    assert estimate["params"] and estimate["memory_bytes"]  # the tiny model's config.json is on disk
+    assert f"{estimate['tokens']:,} tokens" in json.dumps(queued["blocks"])
     connection = Redis.from_url(training_settings.redis_url)
 
     assert slack.slash(f"pause {run_id}", user="UBOB").status == 200  # not his run, not his project

@@ -143,6 +143,7 @@ def runs_cmd(project_name: str, as_json: bool) -> None:
                 "created_at": str(r.created_at),
                 "progress": r.progress,
                 "metrics": r.metrics,
+                "estimate": r.estimate,
                 "error": r.error,
                 "advice": r.advice,
             }

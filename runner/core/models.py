@@ -295,6 +295,8 @@ class TrainingRun(SQLModel, table=True):
     auto_resumes: int = Field(default=0)  # of those, resumes after its worker died
     checkpoint_step: int | None = Field(default=None)  # the step of its last checkpoint
     note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # e.g. how it resumed
+    # The preflight's estimate (runner.jobs.preflight): tokens, seconds, GPU-hours, memory.
+    estimate: dict[str, Any] | None = Field(default=None, sa_column=_json_column(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
     started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     heartbeat_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

@@ -20,10 +20,19 @@ from sqlmodel import Session, col, select
 from runner.core.config import Settings
 from runner.core.db import session_scope
 from runner.core.exceptions import DatasetError, TrainingRequestError
-from runner.core.models import TERMINAL_RUN_STATUSES, Project, RunStatus, TrainingRun, utcnow
+from runner.core.models import (
+    TERMINAL_RUN_STATUSES,
+    Project,
+    RunStatus,
+    Snapshot,
+    Split,
+    TrainingRun,
+    utcnow,
+)
 from runner.core.policy import Action, Person, perform
 from runner.core.trainconfig import CHECKPOINT_FILE, TrainConfig
-from runner.data import gates, projects, snapshots
+from runner.data import exporting, gates, projects, snapshots
+from runner.jobs import preflight
 from runner.jobs.queues import enqueue, eval_job_id, fetch_job, train_job_id
 
 PAUSE = "pause"  # TrainingRun.control: the running job checkpoints and stops at its next step
@@ -134,12 +143,45 @@ def create_run(
         requested_by=requested_by,
         channel_id=project.channel_id if project.root_ts else None,
         thread_ts=project.root_ts,
+        estimate=preflight_estimate(session, settings, project, snapshot, config).to_dict(),
     )
     session.add(run)
     session.flush()
     assert run.id is not None
     run.rq_job_id, run.eval_job_id = train_job_id(run.id), eval_job_id(run.id)
     return run
+
+
+def preflight_estimate(
+    session: Session, settings: Settings, project: Project, snapshot: Snapshot, config: TrainConfig
+) -> preflight.Estimate:
+    """The run's tokens, time, GPU-hours and memory (`runner.jobs.preflight`), from the snapshot's
+    training records, the base model's shape when it is on disk, and past runs of the same base
+    model and process count."""
+    frozen = snapshot.stats
+    instructions = str(frozen.get("instructions", project.instructions))
+    task_type = str(frozen.get("task_type", project.task_type))
+    records = [
+        exporting.chat_record(task_type, instructions, row, redact=True)
+        for row in snapshots.snapshot_rows(session, snapshot.id)
+        if row.split == Split.TRAIN
+    ]
+    finished = session.exec(
+        select(TrainingRun)
+        .where(TrainingRun.status == RunStatus.FINISHED)
+        .order_by(col(TrainingRun.id).desc())
+        .limit(100)
+    ).all()
+    history = [
+        run.metrics
+        for run in finished
+        if run.metrics
+        and run.config.get("base_model") == config.base_model
+        and int(run.config.get("procs", 1)) == config.procs
+    ]
+    found = preflight.local_config_json(config.base_model, settings.ftbot_models_dir)
+    shape = preflight.model_shape(found) if found else None
+    return preflight.estimate(config, records, history=history, shape=shape)
 
 
 def enqueue_run(engine: Engine, run: TrainingRun, *, settings: Settings, connection: Redis) -> None:

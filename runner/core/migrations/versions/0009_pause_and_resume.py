@@ -1,4 +1,4 @@
-"""training runs can be paused and resumed from a checkpoint
+"""training runs can be paused and resumed from a checkpoint, and keep their preflight estimate
 
 Revision ID: 0009
 Revises: 0007
@@ -7,11 +7,13 @@ Create Date: 2026-11-30 15:00:00.000000
 ``training_run.status`` gains ``paused``; a run remembers a pause asked of it (``control``), how many
 times its job was enqueued again (``attempt``, for the job ids) and how many of those were automatic
 resumes after its worker died (``auto_resumes``), its last checkpoint's step, and a note for its
-status message. Downgrading turns paused runs into cancelled ones.
+status message, and the estimate made before it was queued (``estimate``, JSON). Downgrading turns
+paused runs into cancelled ones.
 """
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision = '0009'
 down_revision = '0007'
@@ -49,6 +51,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column('auto_resumes', sa.Integer(), nullable=False, server_default='0'))
         batch.add_column(sa.Column('checkpoint_step', sa.Integer(), nullable=True))
         batch.add_column(sa.Column('note', sa.Text(), nullable=True))
+        batch.add_column(sa.Column('estimate', sa.JSON().with_variant(JSONB(), 'postgresql'), nullable=True))
     with op.batch_alter_table('training_run') as batch:  # the defaults only filled the existing rows
         batch.alter_column('attempt', server_default=None, existing_type=sa.Integer(), existing_nullable=False)
         batch.alter_column(
@@ -63,6 +66,7 @@ def downgrade() -> None:
         "WHERE status = 'paused'"
     )
     with op.batch_alter_table('training_run') as batch:
+        batch.drop_column('estimate')
         batch.drop_column('note')
         batch.drop_column('checkpoint_step')
         batch.drop_column('auto_resumes')
