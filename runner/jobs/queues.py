@@ -15,6 +15,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy.exc import OperationalError
 
 from runner.core.config import Settings
+from runner.jobs import hardware
 
 TRAIN_QUEUE = "train"
 EVAL_QUEUE = "eval"
@@ -38,15 +39,24 @@ def eval_job_id(run_id: int, attempt: int = 0) -> str:
     return f"ftbot-eval-{run_id}" + (f"-{attempt}" if attempt else "")
 
 
-def enqueue(run_id: int, project_id: int, *, settings: Settings, connection: Redis, attempt: int = 0) -> None:
+def enqueue(
+    run_id: int,
+    project_id: int,
+    *,
+    settings: Settings,
+    connection: Redis,
+    attempt: int = 0,
+    train_queue: str = TRAIN_QUEUE,
+) -> None:
     """Put a committed run's training job on the train queue and its evaluation after it on the eval
     queue (the job ids are `train_job_id` / `eval_job_id` of the run and its attempt, already on its
     row: a resumed run gets new jobs, so what RQ still does about an earlier one cannot touch it).
+    ``train_queue`` is its hardware class's (`train_queue_for`).
 
     Raises:
         redis.RedisError: Redis cannot be reached.
     """
-    train = queue(TRAIN_QUEUE, connection).enqueue(
+    train = queue(train_queue, connection).enqueue(
         "runner.jobs.tasks.train_job",
         run_id,
         job_id=train_job_id(run_id, attempt),
@@ -72,6 +82,19 @@ def enqueue(run_id: int, project_id: int, *, settings: Settings, connection: Red
         meta={"run_id": run_id},
         description=f"evaluate run {run_id}",
     )
+
+
+def train_queue_for(settings: Settings, *, procs: int, memory_bytes: int | None) -> str:
+    """The train queue of the smallest hardware class that can run a job (`runner.jobs.hardware`);
+    ``train`` when no classes are configured.
+
+    Raises:
+        ValueError: no class can run it (the message says why).
+    """
+    if not settings.ftbot_hardware_classes:
+        return TRAIN_QUEUE
+    classes = hardware.parse_classes(settings.ftbot_hardware_classes)
+    return hardware.route(classes, procs=procs, memory_bytes=memory_bytes).queue
 
 
 def fetch_job(connection: Redis | None, job_id: str | None) -> Job | None:

@@ -33,7 +33,7 @@ from runner.core.policy import Action, Person, perform
 from runner.core.trainconfig import CHECKPOINT_FILE, TrainConfig
 from runner.data import exporting, gates, projects, snapshots
 from runner.jobs import preflight
-from runner.jobs.queues import enqueue, eval_job_id, fetch_job, train_job_id
+from runner.jobs.queues import enqueue, eval_job_id, fetch_job, train_job_id, train_queue_for
 
 PAUSE = "pause"  # TrainingRun.control: the running job checkpoints and stops at its next step
 
@@ -145,6 +145,10 @@ def create_run(
         thread_ts=project.root_ts,
         estimate=preflight_estimate(session, settings, project, snapshot, config).to_dict(),
     )
+    try:  # a job no worker class can run is refused now, not left queued
+        train_queue(settings, run)
+    except ValueError as exc:
+        raise TrainingRequestError(str(exc)) from exc
     session.add(run)
     session.flush()
     assert run.id is not None
@@ -184,6 +188,16 @@ def preflight_estimate(
     return preflight.estimate(config, records, history=history, shape=shape)
 
 
+def train_queue(settings: Settings, run: TrainingRun) -> str:
+    """The train queue of the run's hardware class, from its processes and estimated memory.
+
+    Raises:
+        ValueError: no configured class can run it.
+    """
+    memory = (run.estimate or {}).get("memory_bytes")
+    return train_queue_for(settings, procs=int(run.config.get("procs", 1)), memory_bytes=memory)
+
+
 def enqueue_run(engine: Engine, run: TrainingRun, *, settings: Settings, connection: Redis) -> None:
     """Enqueue a committed run; when Redis cannot take it, the run fails with the reason.
 
@@ -192,7 +206,14 @@ def enqueue_run(engine: Engine, run: TrainingRun, *, settings: Settings, connect
     """
     assert run.id is not None
     try:
-        enqueue(run.id, run.project_id, settings=settings, connection=connection, attempt=run.attempt)
+        enqueue(
+            run.id,
+            run.project_id,
+            settings=settings,
+            connection=connection,
+            attempt=run.attempt,
+            train_queue=train_queue(settings, run),
+        )
     except RedisError as exc:
         reason = f"The job queue (Redis) could not take the run: {type(exc).__name__}: {exc}"
         with session_scope(engine) as session:
