@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import torch
 from redis import Redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
 from safetensors.torch import load_file
 from sqlmodel import col, select
 
@@ -23,7 +25,7 @@ from runner.core import audit
 from runner.core.db import session_scope
 from runner.core.models import ModelVersion, RunStatus, TrainingRun, utcnow
 from runner.data import projects
-from runner.jobs import queues
+from runner.jobs import queues, runs
 from tests.training_support import ROOT, seed_project, wait_until, worker_env
 
 # Long enough to press Pause in the middle (~100 steps of a few ms to a few tens), a checkpoint every
@@ -256,3 +258,48 @@ def test_pause_and_resume_commands_on_a_queued_run(slack, emulator, engine, trai
     assert told
     assert slack.press(resumed, "Cancel", user="UALICE").status == 200
     message_showing(emulator, run_id, "cancelled")
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_an_earlier_tries_evaluation_job_leaves_a_resumed_run_to_its_own(
+    emulator, engine, training_settings, database_url
+):
+    seed_project(engine, emulator=emulator)
+    with session_scope(engine) as session:
+        project = projects.get_project(session, "ticket-router")
+        run = runs.create_run(
+            session, settings=training_settings, project=project, overrides={}, requested_by="U"
+        )
+        session.flush()
+        version = ModelVersion(
+            project_id=project.id,
+            number=1,
+            run_id=run.id,
+            snapshot_id=run.snapshot_id,
+            base_model="tiny",
+            artifact_path="/nowhere",
+        )
+        session.add(version)
+        session.flush()
+        run.status, run.version_id, run.attempt = RunStatus.FINISHED, version.id, 1
+        run.eval_job_id = queues.eval_job_id(run.id, 1)
+        run_id = run.id
+    redis = Redis.from_url(training_settings.redis_url)
+    stale = queues.queue(queues.EVAL_QUEUE, redis).enqueue(
+        "runner.jobs.tasks.evaluate_job", run_id, job_id=queues.eval_job_id(run_id)
+    )
+    worker = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "worker", "--queues", "eval", "--burst"],
+        env=worker_env(training_settings, database_url, emulator),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert worker.returncode == 0, worker.stdout[-2000:]
+    done = Job.fetch(stale.id, connection=redis, serializer=JSONSerializer)
+    assert done.get_status() == "finished"
+    assert done.return_value() == {
+        "run_id": run_id,
+        "skipped": "the run was resumed; its latest evaluation job runs",
+    }

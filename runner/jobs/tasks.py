@@ -449,6 +449,10 @@ def evaluate_job(run_id: int) -> dict[str, Any]:
         run = session.get(TrainingRun, run_id)
         if run is None or run.status != RunStatus.FINISHED or run.version_id is None:
             return {"run_id": run_id, "skipped": "the run did not register a version"}
+        job = get_current_job()
+        if job is not None and run.eval_job_id and job.id != run.eval_job_id:
+            # An earlier try's evaluation (the run paused or was resumed since): the current one runs.
+            return {"run_id": run_id, "skipped": "the run was resumed; its latest evaluation job runs"}
         version_id = run.version_id
     return evaluate_and_report(ctx.settings, ctx.engine, version_id)
 
