@@ -186,7 +186,9 @@ def test_a_run_whose_worker_died_resumes_from_its_checkpoint_and_says_so(
     worker = start_worker(training_settings, database_url, emulator)
     try:
         horse = wait_until(
-            lambda: (r := get_run(engine, run_id)).checkpoint_step and r.pid, what="a checkpoint"
+            lambda: (r := get_run(engine, run_id)).checkpoint_step and r.pid,
+            timeout=300,  # a worker on a busy machine takes a while to load torch and the model
+            what="a checkpoint",
         )
         os.kill(worker.pid, signal.SIGKILL)  # the worker dies outright; its horse goes with it
         worker.communicate(timeout=60)
