@@ -9,7 +9,9 @@ Torch-free, so the bot computes it when `/finetune train` is asked. The figures 
 * **Throughput** measured: the median real tokens/s of the last finished runs of the same base model
   and process count (``metrics.tokens_per_s``, the training loop's own figure); without any, a
   documented default (:data:`DEFAULT_TOKENS_PER_S`) scaled by the model's size when it is known.
-* **Time** = tokens / throughput, plus :data:`STARTUP_S` for loading; **GPU-hours** = time × ``procs``.
+* **Time** = tokens / throughput, plus the time the same past runs spent outside the training loop
+  (loading, evaluating, saving: ``wall_time_s`` less ``train_tokens / tokens_per_s``), or
+  :data:`STARTUP_S` without any; **GPU-hours** = time × ``procs``.
 * **Memory** per process, when the base model's ``config.json`` is on disk: 4-bit linear weights
   (~4.13 bits a weight with NF4's constants), embeddings and head in 16 bits, LoRA weights and their
   AdamW states in 32 bits, and activations of one micro-batch (a rough
@@ -152,7 +154,17 @@ def estimate(
     else:
         speed = DEFAULT_TOKENS_PER_S * DEFAULT_PARAMS / (params or DEFAULT_PARAMS) * config.procs
         source = "default"
-    seconds = STARTUP_S + tokens / speed
+    # What the same runs spent outside the training loop (loading, evaluating, saving), measured too.
+    overheads = [
+        float(m["wall_time_s"]) - float(m["train_tokens"]) / float(m["tokens_per_s"])
+        for m in list(history)[:HISTORY_RUNS]
+        if all(
+            isinstance(m.get(k), int | float) and m[k] > 0
+            for k in ("wall_time_s", "train_tokens", "tokens_per_s")
+        )
+    ]
+    startup = max(0.0, statistics.median(overheads)) if overheads else STARTUP_S
+    seconds = startup + tokens / speed
     return Estimate(
         examples=len(counts),
         tokens=tokens,

@@ -46,6 +46,9 @@ def test_measured_throughput_wins_over_the_default_and_sets_time_and_gpu_hours()
     assert (found.tokens_per_s, found.throughput_source) == (2000.0, "measured (3 runs)")
     assert found.seconds == pytest.approx(preflight.STARTUP_S + 200_000 / 2000)
     assert found.gpu_hours == pytest.approx(found.seconds * 2 / 3600, abs=1e-4)
+    # Their time outside the training loop (loading, evaluating, saving) replaces the default.
+    timed = [{"tokens_per_s": 2000.0, "train_tokens": 20_000, "wall_time_s": 22.0}]
+    assert preflight.estimate(config(epochs=2), records, history=timed).seconds == pytest.approx(12 + 100)
     default = preflight.estimate(config(epochs=2), records)
     assert (default.tokens_per_s, default.throughput_source) == (preflight.DEFAULT_TOKENS_PER_S, "default")
 
