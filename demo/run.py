@@ -137,7 +137,7 @@ def run_demo(out: Path, *, quick: bool = False) -> dict[str, Any]:
     from demo import tinymodel
     from runner.core.config import load_settings
     from runner.core.db import make_engine, session_scope, upgrade
-    from runner.core.models import ModelVersion
+    from runner.core.models import ModelVersion, TrainingRun
     from runner.core.policy import Person
     from runner.interview import interviews, readiness
     from runner.registry import versions
@@ -274,6 +274,8 @@ def run_demo(out: Path, *, quick: bool = False) -> dict[str, Any]:
             assert version.evaluation, "the evaluation job did not run"
             evaluation = version.evaluation
             payload = payloads.eval_summary(found, version, evaluation)
+            run = session.get(TrainingRun, version.run_id)
+            estimate = (run.estimate if run is not None else None) or {}
         console.print(
             blocks_panel(payload, f"Evaluation summary of v{number} (as posted in the project thread)")
         )
@@ -293,6 +295,9 @@ def run_demo(out: Path, *, quick: bool = False) -> dict[str, Any]:
             "best_baseline": evaluation["best_baseline"],
             "tokens_per_s": round(metrics["tokens_per_s"]),
             "train_s": round(metrics["wall_time_s"], 1),
+            # The preflight's estimate of the training job's time, and where its throughput came from.
+            "estimate_s": estimate.get("seconds"),
+            "estimate_from": estimate.get("throughput_source"),
         }
         return version
 

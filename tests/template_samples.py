@@ -380,6 +380,9 @@ RUN = {
     "version": None,
     "error": "",
     "advice": "",
+    "note": "",
+    "checkpoint_step": None,
+    "estimate": "",
 }
 SAMPLES.update(
     {
@@ -424,6 +427,27 @@ SAMPLES.update(
                 "open": False,
                 "error": "Cancelled while training.",
                 "requested_by": "cli:root",
+            },
+            {
+                **RUN,
+                "status": "paused",
+                "open": False,
+                "note": "Paused at step 40 (checkpoint kept); Resume goes on from there.",
+                "checkpoint_step": 40,
+            },
+            {
+                **RUN,
+                "estimate": "Estimate: ~3m 05s · 28,545 tokens · 0.0009 GPU-h · ~590 MiB per process "
+                "(measured (3 runs) throughput)",
+            },
+            {
+                **RUN,
+                "status": "running",
+                "progress": {"epoch": 1, "step": 13, "total_steps": 120, "loss": 0.5, "tokens_per_s": 99.0},
+                "eta": "1m",
+                "note": "Resumed from step 12 after its worker stopped (no heartbeat, or its job vanished) "
+                "(automatic resume 1 of 2).",
+                "checkpoint_step": 12,
             },
         ],
         "deployment.json.j2": [
@@ -722,7 +746,15 @@ STRESS: dict[str, list[dict[str, Any]]] = {
         }
     ],
     "run_status.json.j2": [
-        {**RUN, "project": NAME, "status": "failed", "open": False, "error": TYPED * 3, "advice": TYPED}
+        {**RUN, "project": NAME, "status": "failed", "open": False, "error": TYPED * 3, "advice": TYPED},
+        {
+            **RUN,
+            "project": NAME,
+            "status": "paused",
+            "open": False,
+            "note": TYPED * 3,
+            "checkpoint_step": 10**6,
+        },
     ],
     "deployment.json.j2": [
         {

@@ -314,3 +314,44 @@ def test_0008_adds_pilots_predictions_and_drift_alerts_and_reverts_cleanly(empty
     upgrade(empty_engine)
     with session_scope(empty_engine) as session:
         assert session.exec(select(Prediction)).all() == []
+
+
+def test_0009_adds_paused_runs_and_reverts_them_to_cancelled(empty_engine):
+    upgrade(empty_engine, "0005")
+    with empty_engine.begin() as conn:
+        for statement in ROWS_AT_0005:
+            conn.execute(text(statement))
+    upgrade(empty_engine, "0007")
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO training_run (project_id, snapshot_id, status, config, requested_by, "
+                "progress, created_at) VALUES (1, 's-old', 'running', '{}', 'U1', '{}', CURRENT_TIMESTAMP)"
+            )
+        )
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata
+        )
+    assert diff == []
+    with session_scope(empty_engine) as session:
+        run = session.get(TrainingRun, 1)
+        assert run is not None and run.status is RunStatus.RUNNING
+        assert (run.attempt, run.auto_resumes, run.checkpoint_step, run.control, run.note) == (
+            0,
+            0,
+            None,
+            None,
+            None,
+        )
+        run.status, run.checkpoint_step, run.note = RunStatus.PAUSED, 40, "Paused at step 40."
+        session.add(run)
+    with session_scope(empty_engine) as session:
+        assert session.get(TrainingRun, 1).status is RunStatus.PAUSED
+    downgrade(empty_engine, "0008")
+    with empty_engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, status, error FROM training_run ORDER BY id")).all()
+    assert [(r[0], r[1]) for r in rows] == [(1, "cancelled")]
+    assert "downgraded" in rows[0][2]
+    upgrade(empty_engine)

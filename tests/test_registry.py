@@ -54,18 +54,32 @@ def test_ftbot_versions_tells_which_version_serves(engine, settings, database_ur
     move(engine, settings, "promote", 2)
     move(engine, settings, "promote", 3)
     move(engine, settings, "rollback", reason="error rate up")
+    with session_scope(engine) as session:  # v2 kept the adapter of step 40 (its best checkpoint)
+        project = projects.get_project(session, "ticket-router")
+        second = versions.get_version(session, project, 2)
+        second.metrics = {"best_step": 40, "steps": 64, "checkpoints": [[20, 0.5], [40, 0.25], [60, 0.3]]}
+        session.add(second)
     env = {**os.environ, "DATABASE_URL": database_url, "FTBOT_DATA_DIR": str(settings.ftbot_data_dir)}
-    done = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "versions", "ticket-router", "--json"],
-        env=env,
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    listed = {row["version"]: row["status"] for row in json.loads(done.stdout)["versions"]}
+
+    def versions_cli(*options: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "versions", "ticket-router", *options],
+            env=env,
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    rows = json.loads(versions_cli("--json"))["versions"]
+    listed = {row["version"]: row["status"] for row in rows}
     assert listed == {1: "retired", 2: "production", 3: "rolled_back"}
+    assert {row["version"]: row["step"] for row in rows} == {1: None, 2: 40, 3: None}
+    assert rows[1]["checkpoints"] == [[20, 0.5], [40, 0.25], [60, 0.3]]
+    lines = versions_cli().splitlines()
+    assert "step 40 of 64" in lines[1] and "step" not in lines[0]
 
 
 def test_rollback_to_a_named_version_and_the_refusals(engine, settings):

@@ -21,7 +21,8 @@ from runner.registry import versions
 @click.argument("project_name", metavar="PROJECT")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def versions_cmd(project_name: str, as_json: bool) -> None:
-    """PROJECT's model versions: status, lineage (snapshot, base model, config) and eval metrics."""
+    """PROJECT's model versions: status, lineage (snapshot, base model, config, the training step the
+    adapter came from, each checkpoint's eval loss) and eval metrics."""
     with database() as session:
         found = projects.get_project(session, project_name)
         rows: list[dict[str, Any]] = [
@@ -34,6 +35,9 @@ def versions_cmd(project_name: str, as_json: bool) -> None:
                 "artifact_path": v.artifact_path,
                 "created_at": str(v.created_at),
                 "config": v.config,
+                "step": (v.metrics or {}).get("best_step"),
+                "steps": (v.metrics or {}).get("steps"),
+                "checkpoints": (v.metrics or {}).get("checkpoints", []),
                 "train_metrics": (v.metrics or {}),
                 "eval": v.evaluation,
             }
@@ -60,9 +64,10 @@ def versions_cmd(project_name: str, as_json: bool) -> None:
     for row in rows:
         headline = ((row["eval"] or {}).get("candidate") or {}).get("headline")
         detail = f" · eval {headline:.3f}" if isinstance(headline, int | float) else ""
+        step = f" · step {row['step']} of {row['steps']}" if row["step"] is not None else ""
         click.echo(
             f"v{row['version']:<3} {row['status']:<10} snapshot {row['snapshot'][:12]} · "
-            f"{row['base_model']}{detail}"
+            f"{row['base_model']}{step}{detail}"
         )
 
 

@@ -15,7 +15,7 @@ from runner.core import models
 from runner.core.db import session_scope, upgrade
 from runner.core.models import TERMINAL_RUN_STATUSES, TrainingRun
 from runner.data import projects
-from runner.jobs import queues, runs, tasks
+from runner.jobs import hardware, queues, runs, tasks
 from runner.jobs.worker import run_worker, serve_metrics
 from runner.registry import versions
 
@@ -27,13 +27,36 @@ from runner.registry import versions
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's host.pid).")
 @click.option("--metrics-port", default=None, type=int, help="Serve Prometheus metrics on this port.")
-def worker(queue_names: str | None, burst: bool, name: str | None, metrics_port: int | None) -> None:
-    """Run an RQ worker for training and evaluation jobs (one per GPU; many may share one Redis)."""
+@click.option("--gpus", default=None, type=int, help="GPUs this worker has (with FTBOT_HARDWARE_CLASSES).")
+@click.option("--gpu-mem", default="0", help="Memory of each GPU, e.g. 80G (with --gpus).")
+def worker(
+    queue_names: str | None,
+    burst: bool,
+    name: str | None,
+    metrics_port: int | None,
+    gpus: int | None,
+    gpu_mem: str,
+) -> None:
+    """Run an RQ worker for training and evaluation jobs (many may share one Redis).
+
+    With FTBOT_HARDWARE_CLASSES and --gpus, it serves the train queue of every class it can stand in
+    for, then eval (unless --queues says otherwise).
+    """
     config = settings()
     upgrade(engine(config))
     if metrics_port is not None:
         serve_metrics(config, metrics_port)
     chosen = tuple(ids(queue_names)) if queue_names else config.ftbot_queues
+    if gpus is not None and config.ftbot_hardware_classes and not queue_names:
+        try:
+            classes = hardware.parse_classes(config.ftbot_hardware_classes)
+            served = hardware.served_queues(classes, gpus=gpus, gpu_mem=hardware.parse_size(gpu_mem))
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+        if not served:
+            raise click.UsageError(f"no hardware class fits {gpus} GPUs of {gpu_mem}")
+        chosen = (*served, queues.EVAL_QUEUE)
+        click.echo(f"serving {', '.join(chosen)}")
     run_worker(config, queues=chosen, burst=burst, name=name)
 
 
@@ -143,6 +166,7 @@ def runs_cmd(project_name: str, as_json: bool) -> None:
                 "created_at": str(r.created_at),
                 "progress": r.progress,
                 "metrics": r.metrics,
+                "estimate": r.estimate,
                 "error": r.error,
                 "advice": r.advice,
             }

@@ -49,6 +49,8 @@ def register(app: App, deps: Deps) -> None:
     # training
     app.action("train_project")(deferred(training.on_train_button))
     app.action("cancel_run")(deferred(training.on_cancel))
+    app.action("pause_run")(deferred(training.on_pause))
+    app.action("resume_run")(deferred(training.on_resume))
 
     # the registry
     app.action("promote_version")(deferred(registry.on_promote_button))

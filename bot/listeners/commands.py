@@ -193,6 +193,27 @@ def train(inv: Invocation) -> None:
     )
 
 
+def _run_verb(verb: str) -> Callable[[Invocation], None]:
+    """`/finetune pause <run>` / `resume <run>` (the run's number, as its status message shows it)."""
+
+    def handle(inv: Invocation) -> None:
+        words = inv.args[:1]
+        if not words or not words[0].removeprefix("#").isdigit():
+            inv.respond(response_type="ephemeral", text=f"Usage: `{COMMAND} {verb} <run number>`")
+            return
+        training_listeners.run_control(
+            inv.deps,
+            inv.client,
+            verb=verb,
+            run_id=int(words[0].removeprefix("#")),
+            user_id=inv.user_id,
+            channel_id=inv.channel_id,
+            response_url=inv.body.get("response_url"),
+        )
+
+    return handle
+
+
 def rollback(inv: Invocation) -> None:
     name = _project_arg(inv, "rollback <project> [vN] [reason]")
     if name is None:
@@ -332,6 +353,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             "train <project> [key=value …]",
             "snapshot and QLoRA-train (base_model, epochs, lr, lora_r, lora_alpha, max_len, batch_tokens)",
             train,
+        ),
+        Subcommand(
+            "pause", "pause <run>", "checkpoint a training run and free its worker", _run_verb("pause")
+        ),
+        Subcommand(
+            "resume", "resume <run>", "go on with a paused run from its checkpoint", _run_verb("resume")
         ),
         Subcommand(
             "rollback", "rollback <project> [vN] [reason]", "on-call: production back a version", rollback

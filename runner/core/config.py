@@ -75,7 +75,17 @@ class Settings(BaseSettings):
     ftbot_heartbeat_timeout: float = Field(
         default=90.0, description="Seconds without a heartbeat before a running job counts as dead"
     )
+    ftbot_resume_attempts: int = Field(
+        default=2,
+        ge=0,
+        description="Times a run whose worker died resumes from its last checkpoint before it fails",
+    )
     ftbot_queues: IdList = Field(default=("train", "eval"), description="Queues `ftbot worker` serves")
+    ftbot_hardware_classes: IdList = Field(
+        default=(),
+        description="Worker classes, smallest first, as name:gpus:gpu_mem (cpu:0:0,a10:1:24G); each gets "
+        "a train-<name> queue; empty: one train queue",
+    )
     ftbot_deploy_hook: str | None = Field(
         default=None, description="Command or http(s) URL called with the new deployment manifest"
     )
@@ -147,6 +157,7 @@ class Settings(BaseSettings):
         "ftbot_oncall",
         "ftbot_admins",
         "ftbot_queues",
+        "ftbot_hardware_classes",
         "ftbot_deploy_hook_env",
         mode="before",
     )

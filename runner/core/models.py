@@ -256,6 +256,7 @@ class RunStatus(StrEnum):
     FINISHED = "finished"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PAUSED = "paused"  # stopped at a checkpoint; Resume enqueues it again
 
 
 TERMINAL_RUN_STATUSES = frozenset({RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED})
@@ -289,6 +290,13 @@ class TrainingRun(SQLModel, table=True):
     worker: str | None = Field(default=None, max_length=128)
     pid: int | None = Field(default=None)
     version_id: int | None = Field(default=None)
+    control: str | None = Field(default=None, max_length=16)  # "pause": asked of the running job
+    attempt: int = Field(default=0)  # times enqueued again (resumes); part of the job ids
+    auto_resumes: int = Field(default=0)  # of those, resumes after its worker died
+    checkpoint_step: int | None = Field(default=None)  # the step of its last checkpoint
+    note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # e.g. how it resumed
+    # The preflight's estimate (runner.jobs.preflight): tokens, seconds, GPU-hours, memory.
+    estimate: dict[str, Any] | None = Field(default=None, sa_column=_json_column(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
     started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     heartbeat_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

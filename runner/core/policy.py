@@ -39,6 +39,8 @@ class Action(StrEnum):
     SETTLE = "adjudicate"  # the final label of a conflicted example
     TRAIN = "train"
     CANCEL = "cancel"
+    PAUSE = "pause"
+    RESUME = "resume"
     PROMOTE = "promote"
     DISCARD = "discard"
     ROLLBACK = "rollback"
@@ -63,6 +65,8 @@ ALLOWED: dict[Action, tuple[Role, ...]] = {
     Action.SETTLE: (Role.OWNER,),
     Action.TRAIN: (Role.OWNER, Role.TRAINER),
     Action.CANCEL: (Role.REQUESTER, Role.OWNER, Role.TRAINER),
+    Action.PAUSE: (Role.REQUESTER, Role.OWNER, Role.TRAINER),
+    Action.RESUME: (Role.REQUESTER, Role.OWNER, Role.TRAINER),
     Action.PROMOTE: (Role.OWNER, Role.TRAINER),
     Action.DISCARD: (Role.OWNER, Role.TRAINER),
     Action.ROLLBACK: (Role.ONCALL,),

@@ -26,6 +26,19 @@ class TrainingCancelled(FtbotError):
     """``should_stop()`` returned True: training stopped and nothing was written to ``out_dir``."""
 
 
+CHECKPOINT_FILE = "checkpoint.pt"
+"""A run's checkpoint, in its checkpoint folder (``runner.jobs.runs.checkpoint_dir``)."""
+
+
+class TrainingPaused(FtbotError):
+    """``should_pause()`` returned True: a checkpoint was written and training stopped there."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"training paused at step {step}")
+        self.step = step
+        """The optimizer steps done; the checkpoint resumes from the step after it."""
+
+
 # --------------------------------------------------------------------------------------------------
 # Base model sources
 # --------------------------------------------------------------------------------------------------
@@ -133,6 +146,16 @@ class TrainConfig(BaseModel):
     """Optimizer steps between evaluations; 0 evaluates at the end of every epoch."""
     max_steps: int = Field(0, ge=0, le=1_000_000)
     """Stop after this many optimizer steps (the schedule is sized to it); 0 means no cap."""
+    keep_best: bool = True
+    """True: the adapter kept is the one of the lowest eval loss over every evaluation and checkpoint;
+    False: the last step's."""
+    procs: int = Field(1, ge=1, le=64)
+    """Processes training together on one machine, one per GPU (CPU: gloo processes); above 1 the job
+    launches them with ``torchrun`` (DDP: the 4-bit base must fit each device)."""
+    checkpoint_every: int = Field(50, ge=0, le=1_000_000)
+    """Optimizer steps between checkpoints (adapter, optimizer, scheduler, RNG, data position) that a
+    paused or interrupted run resumes from, each with its eval loss (a candidate for the adapter
+    kept); 0: only when paused."""
 
     @model_validator(mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy.exc import OperationalError
 
 from runner.core.config import Settings
+from runner.jobs import hardware
 
 TRAIN_QUEUE = "train"
 EVAL_QUEUE = "eval"
@@ -32,25 +33,36 @@ def queue(name: str, connection: Redis) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
-def train_job_id(run_id: int) -> str:
-    return f"ftbot-train-{run_id}"
+def train_job_id(run_id: int, attempt: int = 0) -> str:
+    """The training job of a run's first try, and of each resume after it (``-1``, ``-2``, …)."""
+    return f"ftbot-train-{run_id}" + (f"-{attempt}" if attempt else "")
 
 
-def eval_job_id(run_id: int) -> str:
-    return f"ftbot-eval-{run_id}"
+def eval_job_id(run_id: int, attempt: int = 0) -> str:
+    return f"ftbot-eval-{run_id}" + (f"-{attempt}" if attempt else "")
 
 
-def enqueue(run_id: int, project_id: int, *, settings: Settings, connection: Redis) -> None:
+def enqueue(
+    run_id: int,
+    project_id: int,
+    *,
+    settings: Settings,
+    connection: Redis,
+    attempt: int = 0,
+    train_queue: str = TRAIN_QUEUE,
+) -> None:
     """Put a committed run's training job on the train queue and its evaluation after it on the eval
-    queue (the job ids are `train_job_id` / `eval_job_id` of the run, already on its row).
+    queue (the job ids are `train_job_id` / `eval_job_id` of the run and its attempt, already on its
+    row: a resumed run gets new jobs, so what RQ still does about an earlier one cannot touch it).
+    ``train_queue`` is its hardware class's (`train_queue_for`).
 
     Raises:
         redis.RedisError: Redis cannot be reached.
     """
-    train = queue(TRAIN_QUEUE, connection).enqueue(
+    train = queue(train_queue, connection).enqueue(
         "runner.jobs.tasks.train_job",
         run_id,
-        job_id=train_job_id(run_id),
+        job_id=train_job_id(run_id, attempt),
         # The job enforces FTBOT_JOB_TIMEOUT itself, between steps, so it can fail cleanly; RQ's own
         # limit is a backstop for a job stuck outside the training loop (loading a model, say).
         job_timeout=settings.ftbot_job_timeout + BACKSTOP_S,
@@ -59,19 +71,33 @@ def enqueue(run_id: int, project_id: int, *, settings: Settings, connection: Red
         retry=Retry(max=2, interval=[30, 120]),
         on_failure=Callback("runner.jobs.tasks.on_train_failure"),
         on_stopped=Callback("runner.jobs.tasks.on_train_stopped"),
-        meta={"run_id": run_id, "project_id": project_id},
-        description=f"train run {run_id} of project {project_id}",
+        meta={"run_id": run_id, "project_id": project_id, "attempt": attempt},
+        description=f"train run {run_id} of project {project_id}"
+        + (f" (resume {attempt})" if attempt else ""),
     )
     queue(EVAL_QUEUE, connection).enqueue(
         "runner.jobs.tasks.evaluate_job",
         run_id,
-        job_id=eval_job_id(run_id),
+        job_id=eval_job_id(run_id, attempt),
         depends_on=train,
         job_timeout=settings.ftbot_job_timeout,
         result_ttl=7 * 24 * 3600,
         meta={"run_id": run_id},
         description=f"evaluate run {run_id}",
     )
+
+
+def train_queue_for(settings: Settings, *, procs: int, memory_bytes: int | None) -> str:
+    """The train queue of the smallest hardware class that can run a job (`runner.jobs.hardware`);
+    ``train`` when no classes are configured.
+
+    Raises:
+        ValueError: no class can run it (the message says why).
+    """
+    if not settings.ftbot_hardware_classes:
+        return TRAIN_QUEUE
+    classes = hardware.parse_classes(settings.ftbot_hardware_classes)
+    return hardware.route(classes, procs=procs, memory_bytes=memory_bytes).queue
 
 
 def fetch_job(connection: Redis | None, job_id: str | None) -> Job | None:

@@ -22,9 +22,11 @@ from sqlmodel import Session, col, select
 
 from runner.core.config import Settings
 from runner.core.db import session_scope
+from runner.core.exceptions import FtbotError
 from runner.core.models import TERMINAL_RUN_STATUSES, Project, RunStatus, TrainingRun, utcnow
+from runner.jobs import runs
 from runner.jobs.queues import fetch_job
-from runner.jobs.runs import finish, partial_dir
+from runner.jobs.runs import finish, scratch_dirs
 from runner.jobs.tasks import JobContext, advice_for
 from runner.registry import versions
 from runner.registry.versions import Reconciled
@@ -45,19 +47,40 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 
 def reconcile_run(
-    session: Session, run: TrainingRun, *, settings: Settings, connection: Redis | None
+    session: Session,
+    run: TrainingRun,
+    *,
+    settings: Settings,
+    connection: Redis | None,
+    resumed: list[int] | None = None,
 ) -> bool:
     """End `run` if its job is gone, failed or stopped, if it was never queued in Redis (past
     ``FTBOT_ENQUEUE_TIMEOUT``: a crash between recording and enqueueing, or Redis restarted empty),
     or if its worker stopped beating. True when it was changed.
 
     RQ notices a job on a worker that died outright only in its maintenance pass (every ten
-    minutes); the run's own heartbeat tells sooner.
+    minutes); the run's own heartbeat tells sooner. A running run whose worker died goes on from its
+    last checkpoint instead (`runs.auto_resume`, up to ``FTBOT_RESUME_ATTEMPTS`` times): it is queued
+    again here and its id added to `resumed`, for the caller to enqueue once this is committed.
     """
     job = fetch_job(connection, run.rq_job_id)
     status = job.get_status() if job is not None else None
     heartbeat = _aware(run.heartbeat_at)
-    created = _aware(run.created_at)
+    # A resumed run was queued again at its last heartbeat: its grace counts from then.
+    created = max(filter(None, (_aware(run.created_at), heartbeat if run.attempt else None)), default=None)
+    died = run.status == RunStatus.RUNNING and (
+        (connection is not None and run.rq_job_id and job is None)
+        or status == JobStatus.FAILED
+        or (
+            heartbeat is not None
+            and heartbeat < utcnow() - timedelta(seconds=settings.ftbot_heartbeat_timeout)
+        )
+    )
+    if died and connection is not None and resumed is not None:
+        why = "its worker stopped (no heartbeat, or its job vanished)"
+        if runs.auto_resume(session, run, settings=settings, why=why):
+            resumed.append(run.id or 0)
+            return True
     stale_before = utcnow() - timedelta(seconds=settings.ftbot_heartbeat_timeout)
     unqueued_before = utcnow() - timedelta(seconds=settings.ftbot_enqueue_timeout)
     if connection is not None and job is None and run.status == RunStatus.QUEUED:
@@ -103,8 +126,14 @@ def reconcile_run(
     return True
 
 
-def reconcile(session: Session, *, settings: Settings, connection: Redis | None) -> list[int]:
+def reconcile(
+    session: Session, *, settings: Settings, connection: Redis | None, resumed: list[int] | None = None
+) -> list[int]:
     """`reconcile_run` for every open run in one unit of work, then clear ended runs' partial files.
+
+    Args:
+        resumed: receives the ids of runs queued again from their checkpoint (to enqueue after the
+            commit: `enqueue_resumed`); None: such runs fail as before.
 
     Returns:
         The ids of the runs it changed.
@@ -112,10 +141,23 @@ def reconcile(session: Session, *, settings: Settings, connection: Redis | None)
     changed = [
         run.id or 0
         for run in session.exec(select(TrainingRun).where(col(TrainingRun.status).in_(OPEN))).all()
-        if reconcile_run(session, run, settings=settings, connection=connection)
+        if reconcile_run(session, run, settings=settings, connection=connection, resumed=resumed)
     ]
     _clear_partials(session, settings)
     return changed
+
+
+def enqueue_resumed(engine: Engine, settings: Settings, connection: Redis, run_ids: list[int]) -> None:
+    """Enqueue runs that `reconcile_run` queued again (committed); one Redis refuses is failed."""
+    for run_id in run_ids:
+        with session_scope(engine) as session:
+            run = session.get(TrainingRun, run_id)
+        if run is None or run.status != RunStatus.QUEUED:
+            continue
+        try:
+            runs.enqueue_run(engine, run, settings=settings, connection=connection)
+        except FtbotError:
+            log.exception("could not enqueue a resumed run", extra={"run_id": run_id})
 
 
 def _clear_partials(session: Session, settings: Settings) -> None:
@@ -125,7 +167,8 @@ def _clear_partials(session: Session, settings: Settings) -> None:
     for run in ended:
         project = session.get(Project, run.project_id)
         if project is not None:
-            shutil.rmtree(partial_dir(settings, project, run.id or 0), ignore_errors=True)
+            for folder in scratch_dirs(settings, project, run.id or 0):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def behind_in_slack(session: Session) -> list[int]:
@@ -153,16 +196,18 @@ def reconcile_once(connection: Redis) -> list[int]:
     with session_scope(ctx.engine) as session:
         open_ids = list(session.exec(select(TrainingRun.id).where(col(TrainingRun.status).in_(OPEN))).all())
     changed: list[int] = []
+    resumed: list[int] = []
     for run_id in open_ids:
         try:
             with session_scope(ctx.engine) as session:
                 run = session.get(TrainingRun, run_id)
                 if run is None or run.status not in OPEN:
                     continue
-                if reconcile_run(session, run, settings=ctx.settings, connection=connection):
+                if reconcile_run(session, run, settings=ctx.settings, connection=connection, resumed=resumed):
                     changed.append(run_id or 0)
         except Exception:  # Redis or the database away for a moment: the next pass retries this run
             log.exception("could not reconcile a run", extra={"run_id": run_id})
+    enqueue_resumed(ctx.engine, ctx.settings, connection, resumed)
     try:
         with session_scope(ctx.engine) as session:
             _clear_partials(session, ctx.settings)

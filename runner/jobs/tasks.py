@@ -27,7 +27,7 @@ from sqlmodel import Session, select
 
 from runner.core.config import Settings, load_settings
 from runner.core.db import make_engine, session_scope
-from runner.core.exceptions import TrainingTimeout
+from runner.core.exceptions import FtbotError, TrainingTimeout
 from runner.core.models import (
     TERMINAL_RUN_STATUSES,
     ModelVersion,
@@ -38,10 +38,19 @@ from runner.core.models import (
     VersionStatus,
     utcnow,
 )
-from runner.core.trainconfig import Progress, TrainConfig, TrainingCancelled
+from runner.core.trainconfig import Progress, TrainConfig, TrainingCancelled, TrainingPaused
 from runner.data import exporting, snapshots
+from runner.jobs import runs
 from runner.jobs.queues import BACKSTOP_S, TRANSIENT
-from runner.jobs.runs import artifacts_dir, finish, partial_dir
+from runner.jobs.runs import (
+    PAUSE,
+    artifacts_dir,
+    checkpoint_dir,
+    finish,
+    launch_dir,
+    partial_dir,
+    scratch_dirs,
+)
 from runner.slack import notify
 
 log = logging.getLogger(__name__)
@@ -152,6 +161,51 @@ class _ProgressReporter:
             notify.run_status(self.ctx.engine, self.client, self.run_id)
 
 
+class _PauseRequest:
+    """Polled before every step: has someone asked this run to pause? (At most twice a second.)"""
+
+    EVERY_S = 0.5
+
+    def __init__(self, engine: Engine, run_id: int) -> None:
+        self.engine, self.run_id = engine, run_id
+        self._last = 0.0
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.EVERY_S:
+            return False
+        self._last = now
+        with Session(self.engine) as session:
+            control = session.exec(select(TrainingRun.control).where(TrainingRun.id == self.run_id)).first()
+        return control == PAUSE
+
+
+def _checkpointed(engine: Engine, run_id: int) -> Any:
+    """Records each checkpoint's step on the run (so a resume knows where it goes on from)."""
+
+    def record(step: int, eval_loss: float | None) -> None:
+        with session_scope(engine) as session:
+            run = session.get(TrainingRun, run_id)
+            if run is not None:
+                run.checkpoint_step = step
+                session.add(run)
+
+    return record
+
+
+def _paused(ctx: JobContext, run_id: int, step: int) -> dict[str, Any]:
+    with session_scope(ctx.engine) as session:
+        run = session.get(TrainingRun, run_id)
+        assert run is not None
+        run.status = RunStatus.PAUSED
+        run.control = None
+        run.checkpoint_step = step
+        run.note = f"Paused at step {step} (checkpoint kept); Resume goes on from there."
+        session.add(run)
+    notify.run_status(ctx.engine, notify.client_for(ctx.settings), run_id)
+    return {"run_id": run_id, "paused_at": step}
+
+
 def train_job(run_id: int) -> dict[str, Any]:
     """The training job (runs in the worker's work-horse): train, then register a candidate version.
 
@@ -168,8 +222,13 @@ def train_job(run_id: int) -> dict[str, Any]:
             return {"run_id": run_id, "skipped": True}
         project = session.get(Project, run.project_id)
         assert project is not None
+        job = get_current_job()
+        if job is not None and run.rq_job_id and job.id != run.rq_job_id:
+            log.info("run %s has moved on to job %s; nothing to do", run_id, run.rq_job_id)
+            return {"run_id": run_id, "skipped": True}
         run.status = RunStatus.RUNNING
-        run.started_at = run.heartbeat_at = utcnow()
+        run.started_at = run.started_at or utcnow()
+        run.heartbeat_at = utcnow()
         run.worker = f"{socket.gethostname()}:{os.getppid()}"
         run.pid = os.getpid()
         session.add(run)
@@ -188,6 +247,7 @@ def train_job(run_id: int) -> dict[str, Any]:
         exporting.chat_record(task_type, instructions, r, redact=True) for r in rows if r.split == Split.EVAL
     ]
     partial = partial_dir(ctx.settings, project, run_id)
+    checkpoints = checkpoint_dir(ctx.settings, project, run_id)
     shutil.rmtree(partial, ignore_errors=True)  # a previous try's leftovers
     partial.parent.mkdir(parents=True, exist_ok=True)
     job = get_current_job()
@@ -196,24 +256,45 @@ def train_job(run_id: int) -> dict[str, Any]:
     deadline = time.monotonic() + limit
     try:
         with _Heartbeat(ctx.engine, run_id):
+            hooks: dict[str, Any] = {
+                "progress": _ProgressReporter(ctx, run_id),
+                "should_stop": lambda: time.monotonic() > deadline,
+                "checkpoint_dir": checkpoints,
+                "should_pause": _PauseRequest(ctx.engine, run_id),
+                "on_checkpoint": _checkpointed(ctx.engine, run_id),
+            }
             try:
-                result = loop.train(
-                    config,
-                    train_rows,
-                    eval_rows,
-                    partial,
-                    progress=_ProgressReporter(ctx, run_id),
-                    should_stop=lambda: time.monotonic() > deadline,
-                )
+                if config.procs > 1:  # torchrun, in a process group of its own (runner.ml.distributed)
+                    from runner.ml import distributed
+
+                    result = distributed.launch(
+                        config,
+                        train_rows,
+                        eval_rows,
+                        partial,
+                        workdir=launch_dir(ctx.settings, project, run_id),
+                        **hooks,
+                    )
+                else:
+                    result = loop.train(config, train_rows, eval_rows, partial, **hooks)
+            except TrainingPaused as exc:
+                shutil.rmtree(partial, ignore_errors=True)
+                return _paused(ctx, run_id, exc.step)
             except TrainingCancelled as exc:
+                if time.monotonic() <= deadline:
+                    raise  # its processes were stopped (SIGTERM) from outside the job
                 raise TrainingTimeout(f"Training ran past its {limit} s limit ({exc})") from exc
+            finally:
+                shutil.rmtree(launch_dir(ctx.settings, project, run_id), ignore_errors=True)
         (partial / "ftbot.json").write_text(
             json.dumps({"project": project.name, "run_id": run_id, "snapshot": snapshot.id}, indent=2)
         )
         version = register(ctx, run_id, partial, result.to_dict())
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the version holds what the run made
     except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
         if not isinstance(exc, TRANSIENT):
+            shutil.rmtree(checkpoints, ignore_errors=True)  # the run fails for good
             job = get_current_job()
             if job is not None:
                 job.retries_left = 0  # only transient faults are retried
@@ -278,7 +359,7 @@ def on_train_failure(job: Job, connection: Redis, exc_type: type, exc_value: Bas
     retrying = bool(job.retries_left) and isinstance(exc_value, TRANSIENT)
     with session_scope(ctx.engine) as session:
         run = session.get(TrainingRun, run_id)
-        if run is None or run.status in TERMINAL_RUN_STATUSES:
+        if run is None or run.status in TERMINAL_RUN_STATUSES or not is_current(run, job.id):
             return
         if retrying:
             run.status = RunStatus.QUEUED
@@ -293,21 +374,72 @@ def on_train_failure(job: Job, connection: Redis, exc_type: type, exc_value: Bas
 def on_train_stopped(job: Job, connection: Redis) -> None:
     """RQ stopped callback (Cancel pressed; the work-horse was killed): cancelled, partial files gone."""
     run_id = int(job.meta.get("run_id", 0))
-    mark_ended(run_id, RunStatus.CANCELLED, "Cancelled while training.")
+    mark_ended(run_id, RunStatus.CANCELLED, "Cancelled while training.", job_id=job.id)
 
 
-def mark_ended(run_id: int, status: RunStatus, error: str, advice: str | None = None) -> None:
-    """Record a run's end from outside its job (worker parent, callbacks) and clean up after it."""
+def is_current(run: TrainingRun, job_id: str | None) -> bool:
+    """Whether `job_id` is the run's job now (a resumed run has moved on from its earlier jobs)."""
+    return job_id is None or not run.rq_job_id or run.rq_job_id == job_id
+
+
+def mark_ended(
+    run_id: int, status: RunStatus, error: str, advice: str | None = None, *, job_id: str | None = None
+) -> None:
+    """Record a run's end from outside its job (worker parent, callbacks) and clean up after it.
+
+    Args:
+        job_id: the job this is about; nothing is done when the run has moved on to another.
+    """
     ctx = JobContext.current()
     with session_scope(ctx.engine) as session:
         run = session.get(TrainingRun, run_id)
-        if run is None or run.status in TERMINAL_RUN_STATUSES:
+        if run is None or run.status in TERMINAL_RUN_STATUSES or not is_current(run, job_id):
             return
         project = session.get(Project, run.project_id)
         finish(session, run, status, error=error, advice=advice)
     if project is not None:
-        shutil.rmtree(partial_dir(ctx.settings, project, run_id), ignore_errors=True)
+        for folder in scratch_dirs(ctx.settings, project, run_id):
+            shutil.rmtree(folder, ignore_errors=True)
     notify.run_status(ctx.engine, notify.client_for(ctx.settings), run_id)
+
+
+def resume_or_end(
+    run_id: int,
+    why: str,
+    status: RunStatus,
+    error: str,
+    advice: str | None = None,
+    *,
+    job_id: str | None = None,
+    connection: Redis | None = None,
+) -> bool:
+    """A run whose worker died: resume it from its checkpoint (`runs.auto_resume`) or end it.
+
+    Returns:
+        True when it was queued again.
+    """
+    ctx = JobContext.current()
+    with session_scope(ctx.engine) as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None or run.status in TERMINAL_RUN_STATUSES or not is_current(run, job_id):
+            return False
+        resumed = runs.auto_resume(session, run, settings=ctx.settings, why=why)
+    if not resumed:
+        mark_ended(run_id, status, error, advice, job_id=job_id)
+        return False
+    with session_scope(ctx.engine) as session:
+        stored = session.get(TrainingRun, run_id)
+    assert stored is not None
+    try:
+        runs.enqueue_run(ctx.engine, stored, settings=ctx.settings, connection=connection or _redis(ctx))
+    except FtbotError:
+        log.exception("could not enqueue the resumed run", extra={"run_id": run_id})
+    notify.run_status(ctx.engine, notify.client_for(ctx.settings), run_id)
+    return True
+
+
+def _redis(ctx: JobContext) -> Redis:
+    return Redis.from_url(ctx.settings.redis_url)
 
 
 def evaluate_job(run_id: int) -> dict[str, Any]:
@@ -317,6 +449,10 @@ def evaluate_job(run_id: int) -> dict[str, Any]:
         run = session.get(TrainingRun, run_id)
         if run is None or run.status != RunStatus.FINISHED or run.version_id is None:
             return {"run_id": run_id, "skipped": "the run did not register a version"}
+        job = get_current_job()
+        if job is not None and run.eval_job_id and job.id != run.eval_job_id:
+            # An earlier try's evaluation (the run paused or was resumed since): the current one runs.
+            return {"run_id": run_id, "skipped": "the run was resumed; its latest evaluation job runs"}
         version_id = run.version_id
     return evaluate_and_report(ctx.settings, ctx.engine, version_id)
 

@@ -11,11 +11,12 @@ Ctrl+C in a terminal reaches the worker alone), which would let it survive a wor
 process group. Here:
 
 * stopping the worker (SIGTERM, SIGINT: a deploy, ``docker stop``) ends the job in progress at once
-  — the horse's whole process group, so whatever it launched too — and fails its run with the
-  reason, instead of waiting hours for the training to finish;
+  — the horse's whole process group, so whatever it launched too — and queues its run again from
+  its last checkpoint (or fails it with the reason when it has none, or has resumed
+  ``FTBOT_RESUME_ATTEMPTS`` times), instead of waiting hours for the training to finish;
 * in the horse, the kernel sends SIGTERM when the worker dies however it dies (SIGKILL included;
   Linux's parent-death signal), and the horse answers it by killing its own process group. The
-  run is then failed by the reconciler when its heartbeat stops.
+  reconciler resumes the run from its last checkpoint (or fails it) when its heartbeat stops.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def fail_killed_run(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         if signal_number
         else f"The training process exited unexpectedly (status {ret_val})"
     )
-    tasks.mark_ended(run_id, RunStatus.FAILED, reason + ".", tasks.advice_for(f"signal {signal_number}"))
+    tasks.mark_ended(
+        run_id, RunStatus.FAILED, reason + ".", tasks.advice_for(f"signal {signal_number}"), job_id=job.id
+    )
 
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
@@ -106,12 +109,15 @@ class FtbotWorker(Worker):
             super().handle_work_horse_killed(job, retpid, ret_val, rusage)
             return
         run_id = int((job.meta or {}).get("run_id", 0))
-        if run_id:
-            tasks.mark_ended(
+        if run_id:  # goes on from its last checkpoint on another worker, or fails
+            tasks.resume_or_end(
                 run_id,
+                "its worker was stopped (a shutdown or deploy)",
                 RunStatus.FAILED,
                 "The worker was stopped (a shutdown or deploy) while this run was training.",
                 "Press Train again: another worker will take it.",
+                job_id=job.id,
+                connection=self.connection,
             )
 
 

@@ -65,7 +65,8 @@ from peft import PeftModel
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from transformers import get_cosine_schedule_with_warmup
 
-from runner.core.trainconfig import Progress, TrainConfig, TrainingCancelled
+from runner.core.trainconfig import Progress, TrainConfig, TrainingCancelled, TrainingPaused
+from runner.ml import checkpoints
 from runner.ml.model import (
     base_storage,
     compute_dtype,
@@ -103,7 +104,8 @@ class TrainResult:
     stopped_early: bool
     """True when early stopping ended the run."""
     best_step: int
-    """Step whose adapter was kept (lowest eval loss; the last step without eval examples)."""
+    """Step whose adapter was kept: the lowest eval loss over evaluations and checkpoints (the last
+    step without eval examples, or with ``keep_best=false``)."""
     best_eval_loss: float | None
     """Lowest eval loss seen (None without eval examples)."""
     final_train_loss: float
@@ -138,6 +140,14 @@ class TrainResult:
     """Bytes held by all base-model weights (quantized layers, embeddings, norms)."""
     skipped_examples: int
     """Training examples dropped (no assistant turn, or no target left after ``max_len``)."""
+    checkpoints: list[tuple[int, float | None]] = field(default_factory=list)
+    """``(step, eval_loss)`` of every checkpoint written (eval loss None without eval examples)."""
+    resumed_from_step: int | None = None
+    """The checkpoint's step this run went on from (the last resume), None when it started afresh."""
+    processes: int = 1
+    """Processes that trained together (``procs``)."""
+    peak_memory_per_process: list[int] = field(default_factory=list)
+    """``peak_memory_bytes`` of each process, by rank."""
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict.
@@ -190,6 +200,32 @@ def target_loss_sum(model: Any, batch: PackedBatch) -> tuple[torch.Tensor, int]:
     return loss, int(selected.sum())
 
 
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a multi-process run (``torch.distributed`` already initialised; see
+    :mod:`runner.ml.distributed`, which launches the processes with ``torchrun``)."""
+
+    rank: int
+    """0 alone reports progress, writes checkpoints and the adapter."""
+    world: int
+    """Processes training together; each step's micro-batches are dealt among them."""
+    local_rank: int = 0
+    """The GPU this process trains on (``device_map={"": local_rank}``); unused on CPU."""
+    terminating: Callable[[], bool] = lambda: False
+    """True once this process got SIGTERM: all processes stop at the next step boundary."""
+
+
+class _LossModule(torch.nn.Module):
+    """The model's summed target loss as a module, so DDP sees the forward it synchronises."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: PackedBatch) -> torch.Tensor:
+        return target_loss_sum(self.model, batch)[0]
+
+
 @dataclass
 class _Setup:
     config: TrainConfig
@@ -204,6 +240,21 @@ class _Setup:
     steps_per_epoch: int
     total_steps: int
     trainable: list[torch.nn.Parameter]
+    dist: Distributed | None = None
+    ddp: Any = None  # DistributedDataParallel over _LossModule(model) when dist.world > 1
+
+    @property
+    def world(self) -> int:
+        return self.dist.world if self.dist is not None else 1
+
+    @property
+    def writer(self) -> bool:
+        """Whether this process reports and writes (the only one, or rank 0)."""
+        return self.dist is None or self.dist.rank == 0
+
+    @property
+    def micro_per_step(self) -> int:
+        return self.config.grad_accum_steps * self.world
 
 
 @dataclass
@@ -225,6 +276,32 @@ class _FitState:
     train_cpu_s: float = 0.0
     eval_wall_s: float = 0.0
     eval_cpu_s: float = 0.0
+    resumed_from: int | None = None
+    checkpoints: list[tuple[int, float | None]] = field(default_factory=list)
+
+    def bookkeeping(self) -> dict[str, Any]:
+        """Every field but the best adapter (saved on its own), as plain data."""
+        data = dataclasses.asdict(self)
+        data.pop("best_adapter")
+        return data
+
+
+# The fields of a config that change what a run computes: a checkpoint resumes only under the same.
+_RESUME_INDEPENDENT = frozenset({"checkpoint_every", "early_stopping_patience"})
+
+
+def _training_fields(config: TrainConfig) -> dict[str, Any]:
+    return {k: v for k, v in config.to_dict().items() if k not in _RESUME_INDEPENDENT}
+
+
+@dataclass
+class _Checkpointing:
+    """Where and when to checkpoint, and what the run asks of it."""
+
+    folder: Path | None = None
+    should_pause: Callable[[], bool] | None = None
+    on_checkpoint: Callable[[int, float | None], None] | None = None
+    saved_step: int | None = None
 
 
 def _encode_all(
@@ -246,10 +323,15 @@ def _setup(
     config: TrainConfig,
     train_examples: Sequence[Mapping[str, Any]],
     eval_examples: Sequence[Mapping[str, Any]],
+    dist: Distributed | None = None,
 ) -> _Setup:
     """Validate, seed, tokenize, size the schedule, and load the model with its adapters."""
     config.validate()
+    world = dist.world if dist is not None else 1
     device = pick_device()
+    if dist is not None and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
     seed_everything(config.seed)
     tokenizer = load_tokenizer(config.base_model)
     train_set, skipped = _encode_all(tokenizer, train_examples, config.max_len)
@@ -262,13 +344,22 @@ def _setup(
     # Rows only as long as the longest example (rounded up to 8 for matmul-friendly shapes): attention
     # over a row costs row_len**2, so rows longer than any sequence would only add masked work.
     row_len = min(config.max_len, -(-longest // 8) * 8)
-    rows_per_micro = max(1, config.batch_tokens // config.grad_accum_steps // row_len)
+    # A step's micro-batches are dealt among the processes: the same global batch for any count.
+    micro_per_step = config.grad_accum_steps * world
+    rows_per_micro = max(1, config.batch_tokens // micro_per_step // row_len)
     rows_per_epoch = len(pack_best_fit([len(e.input_ids) for e in train_set], row_len))
-    steps_per_epoch = max(1, math.ceil(math.ceil(rows_per_epoch / rows_per_micro) / config.grad_accum_steps))
+    steps_per_epoch = max(1, math.ceil(math.ceil(rows_per_epoch / rows_per_micro) / micro_per_step))
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
     model = prepare_model(config, device)
+    ddp = None
+    if world > 1:
+        # Every process loads the same base and seeds the same LoRA initialisation, so there is no
+        # need to broadcast the (4-bit) weights at the start.
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            _LossModule(model), device_ids=[device.index] if device.type == "cuda" else None, init_sync=False
+        )
     return _Setup(
         config=config,
         device=device,
@@ -282,6 +373,8 @@ def _setup(
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         trainable=[p for p in model.parameters() if p.requires_grad],
+        dist=dist,
+        ddp=ddp,
     )
 
 
@@ -384,6 +477,8 @@ def _optimizer_step(
     model, device, config = setup.model, setup.device, setup.config
     batches = [collate_rows(setup.train_set, rows, setup.row_len, _pad_id(setup)) for rows in group]
     step_targets = sum(b.target_tokens for b in batches)
+    if setup.world > 1:
+        return _distributed_step(setup, state, optimizer, scheduler, batches, step_targets)
     step_loss = 0.0
     for batch in batches:
         with _autocast(device):
@@ -406,35 +501,215 @@ def _optimizer_step(
     return step_loss
 
 
+def _save_checkpoint(
+    setup: _Setup,
+    state: _FitState,
+    optimizer: Any,
+    scheduler: Any,
+    keeping: _Checkpointing,
+    position: tuple[int, int],
+    *,
+    scheduled: bool = True,
+) -> None:
+    """Checkpoint at a step boundary: ``position`` is (epoch, index of the next step in it).
+
+    A scheduled checkpoint (every ``checkpoint_every`` steps) is kept in the run's list with its eval
+    loss and competes for the adapter kept, even when there is no folder to write it to; one made on
+    pause or SIGTERM is not, so whether and where a run was interrupted never changes what it ends
+    with.
+    """
+    if keeping.saved_step == state.step or (keeping.folder is None and not scheduled):
+        return
+    began = time.perf_counter(), time.process_time()
+    eval_loss = _evaluate(setup) if setup.eval_set else None
+    state.eval_wall_s += time.perf_counter() - began[0]
+    state.eval_cpu_s += time.process_time() - began[1]
+    if scheduled:
+        state.checkpoints.append((state.step, eval_loss))
+    if scheduled and eval_loss is not None and (state.best_eval is None or eval_loss < state.best_eval):
+        # The checkpoint picker: a checkpoint's eval loss competes for the adapter kept too (early
+        # stopping still counts the periodic evaluations alone).
+        state.best_eval, state.best_step = eval_loss, state.step
+        state.best_adapter = _adapter_snapshot(setup.model)
+    keeping.saved_step = state.step
+    if keeping.folder is None:
+        return  # evaluated and considered all the same: what a run ends with never depends on where
+    rng = [checkpoints.rng_state()]  # one per process: each draws its own dropout masks
+    if setup.world > 1:
+        gathered: list[Any] = [None] * setup.world
+        torch.distributed.all_gather_object(gathered, rng[0])
+        rng = gathered
+    if setup.writer:
+        checkpoints.save(
+            keeping.folder,
+            {
+                "step": state.step,
+                "position": list(position),
+                "config": _training_fields(setup.config),
+                "adapter": _adapter_snapshot(setup.model),
+                "best_adapter": state.best_adapter,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng,
+                "state": state.bookkeeping(),
+            },
+            {"step": state.step, "eval_loss": eval_loss, "epoch": position[0]},
+        )
+    if keeping.on_checkpoint is not None:
+        keeping.on_checkpoint(state.step, eval_loss)
+
+
+def _resume(
+    setup: _Setup, optimizer: Any, scheduler: Any, keeping: _Checkpointing
+) -> tuple[_FitState, tuple[int, int]] | None:
+    """Load the checkpoint in ``keeping.folder`` (if any) into the model, optimizer, scheduler and
+    random generators; returns the loop's state and the data position to go on from."""
+    saved = checkpoints.load(keeping.folder)
+    if saved is None:
+        return None
+    if saved["config"] != _training_fields(setup.config):
+        changed = sorted(k for k, v in _training_fields(setup.config).items() if saved["config"].get(k) != v)
+        raise ValueError(f"the checkpoint was made with other settings ({', '.join(changed)})")
+    set_peft_model_state_dict(setup.model, {k: v.to(setup.device) for k, v in saved["adapter"].items()})
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    fields = dict(saved["state"])
+    for name in ("loss_curve", "eval_losses", "checkpoints"):
+        fields[name] = [tuple(item) for item in fields[name]]
+    state = _FitState(**fields, best_adapter=saved["best_adapter"])
+    state.resumed_from = state.step
+    rank = setup.dist.rank if setup.dist is not None else 0
+    if len(saved["rng"]) != setup.world:
+        raise ValueError(f"the checkpoint was made by {len(saved['rng'])} processes, not {setup.world}")
+    checkpoints.restore_rng(saved["rng"][rank])  # last: loading the states above draws nothing, but be sure
+    keeping.saved_step = state.step
+    epoch, index = saved["position"]
+    return state, (int(epoch), int(index))
+
+
+def _distributed_step(
+    setup: _Setup,
+    state: _FitState,
+    optimizer: Any,
+    scheduler: Any,
+    batches: list[PackedBatch],
+    step_targets: int,
+) -> float:
+    """One optimizer step of a multi-process run: each process takes every ``world``-th micro-batch.
+
+    DDP averages gradients over the processes, so each scales its summed loss by ``world`` over the
+    step's target count (all processes know it: they deal the same batches): the averaged gradient is
+    the single-process one. Gradients are synchronised on each process's last micro-batch only; a
+    process left without one runs a zero-weighted micro-batch to take part.
+    """
+    assert setup.dist is not None
+    rank, world = setup.dist.rank, setup.world
+    mine = batches[rank::world]
+    denominator = max(step_targets, 1)
+    totals = torch.zeros(5, dtype=torch.float64)  # loss, real tokens, targets, pad, positions
+    for index, batch in enumerate(mine or batches[:1]):
+        last = index == max(len(mine), 1) - 1
+        sync = contextlib.nullcontext() if last else setup.ddp.no_sync()
+        with sync, _autocast(setup.device):
+            loss_sum = setup.ddp(batch.to(setup.device))
+        weight = world / denominator if mine else 0.0
+        (loss_sum * weight).backward()
+        if mine:
+            positions = batch.input_ids.numel()
+            totals += torch.tensor(
+                [
+                    float(loss_sum.detach()),
+                    batch.real_tokens,
+                    batch.target_tokens,
+                    positions - batch.real_tokens,
+                    positions,
+                ],
+                dtype=torch.float64,
+            )
+    torch.distributed.all_reduce(totals)
+    if setup.config.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(setup.trainable, setup.config.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    state.train_tokens += int(totals[1])
+    state.target_tokens += int(totals[2])
+    state.pad_positions += int(totals[3])
+    state.all_positions += int(totals[4])
+    return float(totals[0]) / denominator
+
+
+def _agree(setup: _Setup, wants: list[bool]) -> list[bool]:
+    """What every process agrees on: a flag raised by any one of them (a no-op alone)."""
+    if setup.world == 1:
+        return wants
+    flags = torch.tensor([1.0 if want else 0.0 for want in wants], dtype=torch.float64)
+    torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+    return [bool(flag) for flag in flags.tolist()]
+
+
 def _fit(
     setup: _Setup,
     progress: Callable[[Progress], None] | None,
     should_stop: Callable[[], bool] | None,
+    keeping: _Checkpointing | None = None,
 ) -> _FitState:
-    """The training loop: steps, periodic evaluation, early stopping; leaves the best adapter loaded."""
+    """The training loop: steps, periodic evaluation, early stopping, checkpoints; leaves the best
+    adapter loaded."""
     config, model = setup.config, setup.model
+    keeping = keeping or _Checkpointing()
     optimizer, scheduler = _make_optimizer(setup)
-    state = _FitState()
-    _maybe_evaluate(setup, state)  # step 0: the untrained base, and the first "best" adapter
+    resumed = _resume(setup, optimizer, scheduler, keeping)
+    if resumed is None:
+        state, (first_epoch, first_index) = _FitState(), (1, 0)
+        _maybe_evaluate(setup, state)  # step 0: the untrained base, and the first "best" adapter
+    else:
+        state, (first_epoch, first_index) = resumed
     model.train()
-    began = time.perf_counter(), time.process_time()
-    done = False
-    for epoch in range(1, config.epochs + 1):
+    began = time.perf_counter() - state.train_wall_s - state.eval_wall_s, time.process_time()
+    cpu_before = state.train_cpu_s + state.eval_cpu_s
+    done = state.stopped_early or state.step >= setup.total_steps
+    for epoch in range(first_epoch, config.epochs + 1):
+        if done:
+            break
         micro_batches = list(_epoch_batches(setup, epoch))
         groups = [
-            micro_batches[i : i + config.grad_accum_steps]
-            for i in range(0, len(micro_batches), config.grad_accum_steps)
+            micro_batches[i : i + setup.micro_per_step]
+            for i in range(0, len(micro_batches), setup.micro_per_step)
         ]
-        for group_index, group in enumerate(groups):
-            if should_stop is not None and should_stop():
+        start = first_index if epoch == first_epoch else 0
+        for group_index in range(start, len(groups)):
+            at = (epoch, group_index)
+            if config.checkpoint_every and state.step and state.step % config.checkpoint_every == 0:
+                _save_checkpoint(setup, state, optimizer, scheduler, keeping, at)
+            pause, stop, terminate = _agree(
+                setup,
+                [
+                    setup.writer
+                    and keeping.should_pause is not None
+                    and keeping.folder is not None
+                    and keeping.should_pause(),
+                    setup.writer and should_stop is not None and should_stop(),
+                    setup.dist is not None and setup.dist.terminating(),
+                ],
+            )
+            if pause or terminate:
+                _save_checkpoint(setup, state, optimizer, scheduler, keeping, at, scheduled=False)
+                if pause:
+                    raise TrainingPaused(state.step)
+                raise TrainingCancelled(
+                    f"stopped by SIGTERM at step {state.step} of {setup.total_steps}"
+                    + ("; checkpoint kept" if keeping.folder is not None else "")
+                )
+            if stop:
                 raise TrainingCancelled(f"training cancelled at step {state.step} of {setup.total_steps}")
-            step_loss = _optimizer_step(setup, state, optimizer, scheduler, group)
+            step_loss = _optimizer_step(setup, state, optimizer, scheduler, groups[group_index])
             state.step += 1
             state.loss_curve.append((state.step, step_loss))
             state.epochs_run = epoch - 1 + (group_index + 1) / len(groups)
             state.train_wall_s = time.perf_counter() - began[0] - state.eval_wall_s
-            state.train_cpu_s = time.process_time() - began[1] - state.eval_cpu_s
-            if progress is not None:
+            state.train_cpu_s = time.process_time() - began[1] + cpu_before - state.eval_cpu_s
+            if progress is not None and setup.writer:
                 progress(
                     Progress(
                         epoch=epoch,
@@ -453,15 +728,13 @@ def _fit(
         if not done and not config.eval_every_steps:
             _maybe_evaluate(setup, state)
             done = state.stopped_early
-        if done:
-            break
     if setup.eval_set and state.eval_losses[-1][0] != state.step:
         stopped = state.stopped_early
         _maybe_evaluate(
             setup, state
         )  # the steps since the last evaluation (max_steps, uneven eval_every_steps)
         state.stopped_early = stopped
-    if state.best_adapter is not None:
+    if state.best_adapter is not None and config.keep_best:
         set_peft_model_state_dict(model, state.best_adapter)
     else:
         state.best_step = state.step
@@ -531,6 +804,10 @@ def train(
     *,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    checkpoint_dir: Path | None = None,
+    should_pause: Callable[[], bool] | None = None,
+    on_checkpoint: Callable[[int, float | None], None] | None = None,
+    distributed: Distributed | None = None,
 ) -> TrainResult:
     """Fine-tune a LoRA adapter on chat examples and save it with everything needed to trust it.
 
@@ -544,24 +821,44 @@ def train(
             and ``metrics.json``.
         progress: Called after every optimizer step with a :class:`Progress`.
         should_stop: Polled before every step; returning True cancels the run.
+        checkpoint_dir: Where checkpoints go (every ``config.checkpoint_every`` steps and on pause);
+            when it holds one already, training goes on from it. None: no checkpoints.
+        should_pause: Polled before every step (with ``checkpoint_dir``); returning True writes a
+            checkpoint and raises :class:`TrainingPaused`.
+        on_checkpoint: Called with ``(step, eval_loss)`` after each checkpoint is in place.
+        distributed: This process's rank in a multi-process run (see :mod:`runner.ml.distributed`);
+            only rank 0 calls ``progress``, ``should_pause``, ``should_stop`` and ``on_checkpoint``
+            and writes checkpoints and ``out_dir``; every rank returns the same metrics.
 
     Returns:
         The run's metrics (also in ``metrics.json``).
 
     Raises:
-        ValueError: invalid config, or no usable training example.
-        TrainingCancelled: ``should_stop()`` returned True (nothing is written).
+        ValueError: invalid config, no usable training example, or a checkpoint made with other
+            settings.
+        TrainingCancelled: ``should_stop()`` returned True (nothing is written to ``out_dir``).
+        TrainingPaused: ``should_pause()`` returned True (the checkpoint is written).
         OSError: ``out_dir`` exists and is not empty.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise OSError(f"{out_dir} exists and is not empty")
     wall, cpu = time.perf_counter(), time.process_time()
-    setup = _setup(config, train_examples, eval_examples)
+    setup = _setup(config, train_examples, eval_examples, distributed)
     if setup.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(setup.device)
-    state = _fit(setup, progress, should_stop)
+    keeping = _Checkpointing(
+        folder=Path(checkpoint_dir) if checkpoint_dir is not None else None,
+        should_pause=should_pause,
+        on_checkpoint=on_checkpoint,
+    )
+    state = _fit(setup, progress, should_stop, keeping)
     bytes_per_param, base_bytes = base_storage(setup.model)
+    peaks = [_peak_memory_bytes(setup.device)]
+    if setup.world > 1:
+        gathered: list[Any] = [None] * setup.world
+        torch.distributed.all_gather_object(gathered, peaks[0])
+        peaks = [int(peak) for peak in gathered]
     trainable = sum(p.numel() for p in setup.model.parameters() if p.requires_grad)
     result = TrainResult(
         out_dir=out_dir,
@@ -580,7 +877,7 @@ def train(
         tokens_per_s=state.train_tokens / max(state.train_wall_s, 1e-9),
         tokens_per_cpu_s=state.train_tokens / max(state.train_cpu_s, 1e-9),
         pad_fraction=state.pad_positions / max(state.all_positions, 1),
-        peak_memory_bytes=_peak_memory_bytes(setup.device),
+        peak_memory_bytes=peaks[0],
         wall_time_s=0.0,
         cpu_time_s=0.0,
         trainable_params=trainable,
@@ -588,8 +885,13 @@ def train(
         base_bytes_per_param=round(bytes_per_param, 4),
         base_weight_bytes=base_bytes,
         skipped_examples=setup.skipped,
+        checkpoints=state.checkpoints,
+        resumed_from_step=state.resumed_from,
+        processes=setup.world,
+        peak_memory_per_process=peaks,
     )
     result.wall_time_s = time.perf_counter() - wall
     result.cpu_time_s = time.process_time() - cpu
-    _save(setup, state, result, out_dir)
+    if setup.writer:
+        _save(setup, state, result, out_dir)
     return result

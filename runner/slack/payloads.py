@@ -283,6 +283,20 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
 
 
+def estimate_line(estimate: dict[str, Any] | None) -> str:
+    """``Estimate: ~3m 05s · 28,545 tokens · 0.0009 GPU-h · ~590 MiB per process (measured (3 runs))``."""
+    if not estimate:
+        return ""
+    memory = estimate.get("memory_bytes")
+    parts = [
+        f"~{duration(estimate.get('seconds'))}",
+        f"{int(estimate.get('tokens', 0)):,} tokens",
+        f"{float(estimate.get('gpu_hours', 0.0)):.4g} GPU-h",
+        *([f"~{int(memory) // 2**20:,} MiB per process"] if memory else []),
+    ]
+    return f"Estimate: {' · '.join(parts)} ({estimate.get('throughput_source', 'default')} throughput)"
+
+
 def run_status(run: TrainingRun, project: Project, version: ModelVersion | None) -> dict[str, Any]:
     """The status message of a training run in its project thread."""
     progress = run.progress
@@ -308,6 +322,9 @@ def run_status(run: TrainingRun, project: Project, version: ModelVersion | None)
         version=version.number if version else None,
         error=run.error or "",
         advice=run.advice or "",
+        note=run.note or "",
+        checkpoint_step=run.checkpoint_step,
+        estimate=estimate_line(run.estimate),
     )
 
 
