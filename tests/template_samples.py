@@ -247,6 +247,7 @@ RUN = {
     "snapshot": "0123456789ab",
     "progress": {},
     "eta": "?",
+    "plan": "",
     "metrics": {
         "final_train_loss": None,
         "best_eval_loss": None,
@@ -274,6 +275,8 @@ SAMPLES.update(
                     "tokens_per_s": 4210.5,
                 },
                 "eta": "3m 05s",
+                "plan": "lr 0.001 (auto) · 1,024 tokens/step (auto) · 3 epochs (auto) · "
+                "16 steps/epoch, 48 in all",
             },
             {
                 **RUN,
@@ -545,7 +548,21 @@ STRESS: dict[str, list[dict[str, Any]]] = {
         }
     ],
     "run_status.json.j2": [
-        {**RUN, "project": NAME, "status": "failed", "open": False, "error": TYPED * 3, "advice": TYPED}
+        {**RUN, "project": NAME, "status": "failed", "open": False, "error": TYPED * 3, "advice": TYPED},
+        {
+            **RUN,
+            "project": NAME,
+            "status": "running",
+            "progress": {
+                "epoch": 10**6,
+                "step": 10**6,
+                "total_steps": 10**6,
+                "loss": 1e300,
+                "tokens_per_s": 1e300,
+            },
+            "eta": "9999h",
+            "plan": TYPED * 3,
+        },
     ],
     "deployment.json.j2": [
         {

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from bot.cli import database, demo, interview, projects, registry, serve, training
+from bot.cli import database, demo, interview, models, projects, registry, serve, training
 from runner.core.exceptions import ConfigError
 from runner.core.logs import configure
 
@@ -22,7 +22,7 @@ def cli(log_level: str) -> None:
     configure(log_level)
 
 
-for group in (database, serve, interview, demo, projects, training, registry):
+for group in (database, serve, interview, demo, projects, training, registry, models):
     for command in group.COMMANDS:
         cli.add_command(command)
 

@@ -65,7 +65,16 @@ from peft import PeftModel
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from transformers import get_cosine_schedule_with_warmup
 
-from runner.core.trainconfig import Progress, TrainConfig, TrainingCancelled
+from runner.core.trainconfig import (
+    AUTO_FIELDS,
+    Progress,
+    TrainConfig,
+    TrainingCancelled,
+    auto_batch_rows,
+    auto_epochs,
+    auto_lr,
+    describe_plan,
+)
 from runner.ml.model import (
     base_storage,
     compute_dtype,
@@ -138,6 +147,8 @@ class TrainResult:
     """Bytes held by all base-model weights (quantized layers, embeddings, norms)."""
     skipped_examples: int
     """Training examples dropped (no assistant turn, or no target left after ``max_len``)."""
+    plan: str = ""
+    """The settings trained with, in words; those the rule chose (``0`` in the request) marked auto."""
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict.
@@ -190,8 +201,13 @@ def target_loss_sum(model: Any, batch: PackedBatch) -> tuple[torch.Tensor, int]:
     return loss, int(selected.sum())
 
 
+def _lora_count(model: Any) -> int:
+    return sum(p.numel() for name, p in model.named_parameters() if "lora_" in name)
+
+
 @dataclass
 class _Setup:
+    plan: str
     config: TrainConfig
     device: torch.device
     tokenizer: Any
@@ -262,14 +278,26 @@ def _setup(
     # Rows only as long as the longest example (rounded up to 8 for matmul-friendly shapes): attention
     # over a row costs row_len**2, so rows longer than any sequence would only add masked work.
     row_len = min(config.max_len, -(-longest // 8) * 8)
-    rows_per_micro = max(1, config.batch_tokens // config.grad_accum_steps // row_len)
     rows_per_epoch = len(pack_best_fit([len(e.input_ids) for e in train_set], row_len))
+    chosen = [name for name in AUTO_FIELDS if not getattr(config, name)]
+    if config.batch_tokens:
+        rows_per_micro = max(1, config.batch_tokens // config.grad_accum_steps // row_len)
+    else:
+        rows_per_micro = auto_batch_rows(rows_per_epoch, row_len, config.grad_accum_steps)
+    model = prepare_model(config, device)
+    config = config.model_copy(
+        update={
+            "batch_tokens": config.batch_tokens or rows_per_micro * row_len * config.grad_accum_steps,
+            "epochs": config.epochs or auto_epochs(len(train_set)),
+            "lr": config.lr or auto_lr(parameter_count(model) - _lora_count(model)),
+        }
+    )
     steps_per_epoch = max(1, math.ceil(math.ceil(rows_per_epoch / rows_per_micro) / config.grad_accum_steps))
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
-    model = prepare_model(config, device)
     return _Setup(
+        plan=describe_plan(config, chosen, steps_per_epoch, total_steps),
         config=config,
         device=device,
         tokenizer=tokenizer,
@@ -443,6 +471,7 @@ def _fit(
                         loss=step_loss,
                         tokens_per_s=state.train_tokens / max(state.train_wall_s, 1e-9),
                         eta_s=state.train_wall_s / state.step * (setup.total_steps - state.step),
+                        plan=setup.plan,
                     )
                 )
             if config.eval_every_steps and state.step % config.eval_every_steps == 0:
@@ -505,6 +534,7 @@ def _save(setup: _Setup, state: _FitState, result: TrainResult, out_dir: Path) -
             "row_len": setup.row_len,
             "rows_per_micro_batch": setup.rows_per_micro,
             "steps_per_epoch": setup.steps_per_epoch,
+            "plan": setup.plan,
             "train_examples": len(setup.train_set),
             "eval_examples": len(setup.eval_set),
             "chat_template": setup.tokenizer.chat_template,
@@ -588,6 +618,7 @@ def train(
         base_bytes_per_param=round(bytes_per_param, 4),
         base_weight_bytes=base_bytes,
         skipped_examples=setup.skipped,
+        plan=setup.plan,
     )
     result.wall_time_s = time.perf_counter() - wall
     result.cpu_time_s = time.process_time() - cpu

@@ -283,6 +283,8 @@ def run_status(run: TrainingRun, project: Project, version: ModelVersion | None)
         version=version.number if version else None,
         error=run.error or "",
         advice=run.advice or "",
+        # What the run trains with, those settings the rule chose marked "auto" (runner.core.trainconfig).
+        plan=str(metrics.get("plan") or (progress or {}).get("plan") or ""),
     )
 
 
