@@ -280,9 +280,17 @@ def run_demo(out: Path, *, quick: bool = False) -> dict[str, Any]:
         save(out, f"eval_summary_v{number}", payload)
         shutil.copy(evaluation["chart"], out / f"eval_chart_v{number}.png")
         metrics = version.metrics
+        systems = evaluation["systems"]
         figures[f"v{number}"] = {
-            "accuracy": round(evaluation["systems"]["candidate"]["headline"], 3),
-            "base_accuracy": round(evaluation["systems"]["base"]["headline"], 3),
+            "accuracy": round(systems["candidate"]["headline"], 3),
+            "base_accuracy": round(systems["base"]["headline"], 3),
+            "k_shot_accuracy": round(systems["base_k_shot"]["headline"], 3)
+            if systems.get("base_k_shot")
+            else None,
+            "classical_accuracy": round(systems["classical"]["headline"], 3)
+            if systems.get("classical")
+            else None,
+            "best_baseline": evaluation["best_baseline"],
             "tokens_per_s": round(metrics["tokens_per_s"]),
             "train_s": round(metrics["wall_time_s"], 1),
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from typing import Any
 
@@ -55,14 +56,24 @@ def test_train_evaluate_promote_and_roll_back_from_chat(
 
     first = train_and_evaluate(slack, emulator, training_settings, database_url, 1, FAST)
     assert "Promote v1" in buttons(first) and "Rollback" not in " ".join(buttons(first))
-    assert "Base + instructions" in json.dumps(first["blocks"])
+    shown = json.dumps(first["blocks"], ensure_ascii=False)
+    for row in ("Base + instructions, zero-shot", "Base + instructions, 2 examples per label", "TF-IDF"):
+        assert row in shown
+    assert not re.search(r"\d\.\d{3,}", shown + first["text"])  # numbers rounded for people
     assert [f.title for f in emulator.uploaded_files()] == ["ticket-router v1 evaluation"]
     assert emulator.uploaded_files()[0].content.startswith(b"\x89PNG")
     with session_scope(engine) as session:
         v1 = session.exec(select(ModelVersion).where(ModelVersion.number == 1)).one()
         report = v1.evaluation
     assert report["n_examples"] >= 10 and report["systems"]["production"] is None
-    assert report["systems"]["candidate"]["ci"][0] <= report["systems"]["candidate"]["headline"]
+    systems = report["systems"]
+    assert systems["candidate"]["ci"][0] <= systems["candidate"]["headline"]
+    assert {"base", "base_k_shot", "classical"} <= {name for name, s in systems.items() if s}
+    assert report["best_baseline"] in ("base", "base_k_shot")
+    assert systems[report["best_baseline"]]["headline"] == max(
+        systems[n]["headline"] for n in ("base", "base_k_shot")
+    )
+    assert 0.0 <= systems["candidate"]["unparsable"] <= 1.0
 
     slack.press(first, "Promote v1", user="UALICE")
     emulator.wait_for(lambda: announcement(emulator, "promoted ticket-router"), what="promotion")
@@ -70,7 +81,9 @@ def test_train_evaluate_promote_and_roll_back_from_chat(
 
     second = train_and_evaluate(slack, emulator, training_settings, database_url, 2, [*FAST, "seed=1"])
     assert {"Promote v2", "Rollback v1", "Discard v2"} <= set(buttons(second))
-    assert "v1:" in json.dumps(second["blocks"])  # production's score is shown beside the candidate's
+    assert "Production v1" in json.dumps(
+        second["blocks"]
+    )  # production's score is shown beside the candidate's
 
     # a failing deploy hook: production stays on v1 and the presser is told why
     training_settings.ftbot_deploy_hook = "echo inference server refused >&2; exit 3"

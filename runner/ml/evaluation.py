@@ -1,11 +1,25 @@
-"""Evaluate a candidate version on its snapshot's held-out split, against the base model and production.
+"""Evaluate a candidate version on its snapshot's held-out split, against the baselines and production.
 
-Three systems answer the same held-out examples: the base model with the project's instructions
-(the prompt-engineering baseline), the version in production (if any), and the candidate. Metrics
-depend on the task type (`runner.ml.metrics`); the headline metric gets a bootstrap 95% interval and
-a paired comparison against production (or the base), so "better" means better beyond noise. The
-report is stored on the version, drawn as a chart and posted to the project thread with Promote /
-Rollback / Discard buttons. torch is imported only inside the functions that generate.
+Every system answers the same held-out examples:
+
+* **Prompted baselines**: the base model with the project's instructions, zero-shot (``base``) and
+  with k solved examples from the snapshot's *train* split in the prompt (``base_k_shot``,
+  `runner.ml.baselines`). For classification they choose among the labels by log-likelihood
+  (`runner.ml.inference.choose_labels`): no free text is parsed, so a base model that knows the
+  answer but words it differently is not scored as wrong. For extraction and generation they
+  generate freely.
+* **Classical baseline** (classification only): TF-IDF + logistic regression trained on the train
+  split (``classical``).
+* **Production** (if any) and the **candidate**: free generation, as serving answers; the share of
+  answers that name no label (or are not JSON) is reported as ``unparsable``.
+
+Metrics depend on the task type (`runner.ml.metrics`); every system's headline metric gets a
+bootstrap 95% interval. The verdict compares the candidate, paired on the same examples, with the
+best prompted baseline and with production, so "better" means better beyond noise. The classical
+baseline is advice, not a promote criterion (ftbot serves LLM adapters): when its score reaches the
+candidate's interval the summary says that a small classifier does as well. The report is stored on
+the version, drawn as a chart and posted to the project thread with Promote / Rollback / Discard
+buttons. torch is imported only inside the functions that run a model.
 """
 
 from __future__ import annotations
@@ -14,7 +28,8 @@ import gc
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,11 +44,12 @@ from runner.core.models import (
     ModelVersion,
     Project,
     SnapshotExample,
+    Split,
     TaskType,
     utcnow,
 )
 from runner.data import exporting, snapshots
-from runner.ml import metrics
+from runner.ml import baselines, metrics
 from runner.registry import versions
 
 log = logging.getLogger(__name__)
@@ -41,6 +57,11 @@ log = logging.getLogger(__name__)
 # A regression worth flagging: a label whose F1 drops by this much against the reference.
 REGRESSION_DROP = 0.05
 MAX_NEW_TOKENS = {"classification": 16, "extraction": 256, "generation": 256}
+# The k-shot examples are drawn once per snapshot with this seed, so every version of a project
+# is compared with the same prompt.
+FEW_SHOT_SEED = 0
+PROMPTED = ("base", "base_k_shot")
+"""The prompted baselines, in the order a tie between them is broken (the simpler one wins)."""
 
 
 @dataclass(frozen=True)
@@ -51,28 +72,85 @@ class Sample:
     reference: str
 
 
-def held_out(session: Session, version: ModelVersion) -> tuple[Project, str, str, list[Sample], list[str]]:
-    """The project, task type, instructions, eval samples and label set of `version`'s snapshot."""
+@dataclass(frozen=True)
+class Answer:
+    """An answer of a system that runs no language model (the classical baseline)."""
+
+    text: str
+    latency_s: float
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """What a snapshot gives an evaluation: its task, held-out samples, train examples and labels."""
+
+    project: Project
+    task_type: str
+    samples: list[Sample]
+    """The eval split, as prompts and reference answers."""
+    train: list[baselines.Solved]
+    """The train split: the only source of k-shot examples and of the classical baseline's data."""
+    labels: list[str]
+    """The label set (classification), else empty."""
+
+
+def load_splits(session: Session, version: ModelVersion) -> EvalData:
+    """The project, task type, held-out samples, train examples and labels of `version`'s snapshot.
+
+    Args:
+        session: An open session.
+        version: The version evaluated; its snapshot is read.
+
+    Returns:
+        An :class:`EvalData`; prompts as training formatted them (instructions, redaction).
+    """
     project = session.get(Project, version.project_id)
     assert project is not None
     snapshot = snapshots.get_snapshot(session, project, version.snapshot_id)
     frozen = snapshot.stats
     task_type = str(frozen.get("task_type", project.task_type))
     instructions = str(frozen.get("instructions", project.instructions))
-    rows: list[SnapshotExample] = [
-        r for r in snapshots.snapshot_rows(session, snapshot.id) if r.split == "eval"
-    ]
-    samples = []
+    rows: list[SnapshotExample] = snapshots.snapshot_rows(session, snapshot.id)
+    samples, train = [], []
     for row in rows:
-        record = exporting.chat_record(task_type, instructions, row, redact=True)
-        messages = record["messages"]
-        samples.append(Sample(conversation=messages[:-1], reference=messages[-1]["content"]))
+        messages = exporting.chat_record(task_type, instructions, row, redact=True)["messages"]
+        if row.split == Split.EVAL:
+            samples.append(Sample(conversation=messages[:-1], reference=messages[-1]["content"]))
+        else:
+            train.append(baselines.Solved(text=messages[-2]["content"], answer=messages[-1]["content"]))
     labels = sorted(set(frozen.get("legend", {}).values())) if task_type == TaskType.CLASSIFICATION else []
-    return project, task_type, instructions, samples, labels
+    return EvalData(project=project, task_type=task_type, samples=samples, train=train, labels=labels)
+
+
+def k_shot_prompts(
+    data: EvalData, *, seed: int = FEW_SHOT_SEED
+) -> tuple[list[baselines.Solved], list[list[dict[str, str]]]]:
+    """The k-shot baseline's prompts: the same solved train examples before every held-out question.
+
+    Args:
+        data: From :func:`load_splits`.
+        seed: Seed of the draw (:func:`runner.ml.baselines.few_shot_examples`).
+
+    Returns:
+        ``(examples, conversations)``: the examples shown (``FEW_SHOT_PER_LABEL`` per label for
+        classification, ``FEW_SHOT_EXAMPLES`` otherwise; none when the train split is empty) and one
+        prompt per held-out sample.
+    """
+    if not data.train:
+        return [], []
+    if data.task_type == TaskType.CLASSIFICATION:
+        shots = baselines.few_shot_examples(data.train, per_label=baselines.FEW_SHOT_PER_LABEL, seed=seed)
+    else:
+        shots = baselines.few_shot_examples(data.train, total=baselines.FEW_SHOT_EXAMPLES, seed=seed)
+    return shots, [baselines.with_examples(s.conversation, shots) for s in data.samples]
 
 
 def normalise_label(text: str, labels: Sequence[str]) -> str | None:
     """The label a classifier's answer names, or None when it names none (or several)."""
+    if text in labels:
+        return text
     cleaned = re.sub(r"[^\w\s-]", " ", text.lower()).split()
     exact = " ".join(cleaned)
     if exact in labels:
@@ -81,30 +159,41 @@ def normalise_label(text: str, labels: Sequence[str]) -> str | None:
     return named[0] if len(named) == 1 else None
 
 
-def _generate(
-    base_model: str,
-    adapter: str | None,
-    quantize: bool,
-    samples: Sequence[Sample],
-    task_type: str,
-    batch_size: int,
-) -> list[Any]:
+@contextmanager
+def _loaded(base_model: str, adapter: str | None, quantize: bool) -> Iterator[tuple[Any, Any]]:
     from runner.ml import inference
 
     model, tokenizer = inference.load_for_inference(
         base_model, Path(adapter) if adapter else None, quantize=quantize
     )
     try:
-        return inference.generate(
-            model,
-            tokenizer,
-            [s.conversation for s in samples],
-            max_new_tokens=MAX_NEW_TOKENS[task_type],
-            batch_size=batch_size,
-        )
+        yield model, tokenizer
     finally:
         del model
         gc.collect()
+
+
+def _generate(
+    loaded: tuple[Any, Any],
+    conversations: Sequence[Sequence[Mapping[str, str]]],
+    task_type: str,
+    batch_size: int,
+) -> list[Any]:
+    from runner.ml import inference
+
+    model, tokenizer = loaded
+    return inference.generate(
+        model, tokenizer, conversations, max_new_tokens=MAX_NEW_TOKENS[task_type], batch_size=batch_size
+    )
+
+
+def _choose(
+    loaded: tuple[Any, Any], conversations: Sequence[Sequence[Mapping[str, str]]], labels: Sequence[str]
+) -> list[Any]:
+    from runner.ml import inference
+
+    model, tokenizer = loaded
+    return inference.choose_labels(model, tokenizer, conversations, labels)
 
 
 def score(
@@ -114,13 +203,30 @@ def score(
     labels: Sequence[str],
     fields: Sequence[str],
 ) -> dict[str, Any]:
-    """Metrics of one system's outputs; ``per_example`` holds the scores the bootstrap resamples."""
+    """Metrics of one system's outputs; ``per_example`` holds the scores the bootstrap resamples.
+
+    Args:
+        task_type: A `TaskType` value.
+        samples: The held-out samples.
+        outputs: One answer per sample, with ``text``, ``latency_s``, ``prompt_tokens`` and
+            ``output_tokens`` (the token counts None for a system without tokens).
+        labels: The label set (classification).
+        fields: The extraction fields.
+
+    Returns:
+        The system's entry of the report (``tokens`` None when the system has no tokens;
+        ``unparsable`` None for generation tasks).
+    """
     texts = [o.text for o in outputs]
+    counted = all(o.prompt_tokens is not None for o in outputs)
     common = {
         "empty_or_refused": metrics.empty_or_refused(texts),
         "latency": metrics.latency_summary([o.latency_s for o in outputs]),
-        "tokens": metrics.token_cost([o.prompt_tokens for o in outputs], [o.output_tokens for o in outputs]),
+        "tokens": metrics.token_cost([o.prompt_tokens for o in outputs], [o.output_tokens for o in outputs])
+        if counted
+        else None,
         "examples": [t[:300] for t in texts[:5]],
+        "unparsable": None,
     }
     if task_type == TaskType.CLASSIFICATION:
         predicted = [normalise_label(t, labels) for t in texts]
@@ -135,6 +241,7 @@ def score(
             "predicted": predicted,
             "macro_f1": report.macro_f1,
             "schema_compliance": report.schema_compliance,
+            "unparsable": 1.0 - report.schema_compliance,
             "per_label": {k: v.__dict__ for k, v in report.per_label.items()},
             "confusion": report.confusion,
         }
@@ -150,6 +257,7 @@ def score(
             "headline": report_x.f1,
             "per_example": per_example,
             "schema_compliance": report_x.json_validity,
+            "unparsable": 1.0 - report_x.json_validity,
             "precision": report_x.precision,
             "recall": report_x.recall,
             "exact_match": report_x.exact_match,
@@ -165,31 +273,122 @@ def score(
     }
 
 
+def best_baseline(systems: Mapping[str, dict[str, Any] | None]) -> str:
+    """The prompted baseline with the highest headline score (ties go to the simpler prompt).
+
+    Args:
+        systems: The report's systems; at least ``base`` is present.
+
+    Returns:
+        ``"base"`` or ``"base_k_shot"``.
+    """
+    present = [name for name in PROMPTED if systems.get(name) is not None]
+    return max(present, key=lambda name: systems[name]["headline"])  # type: ignore[index]
+
+
+def small_classifier_does_as_well(classical: Mapping[str, Any] | None, candidate: Mapping[str, Any]) -> bool:
+    """Whether the classical baseline's score reaches the candidate's 95% interval (or beats it).
+
+    Args:
+        classical: The ``classical`` system of a report, or None when there is none.
+        candidate: The ``candidate`` system (with its ``ci``).
+
+    Returns:
+        True when a team could serve the small classifier instead and lose nothing measurable.
+    """
+    return classical is not None and classical["headline"] >= candidate["ci"][0]
+
+
 def verdict(
     candidate: dict[str, Any],
-    reference: dict[str, Any],
-    reference_name: str,
-    comparison: metrics.PairedComparison,
+    references: Sequence[tuple[str, dict[str, Any], metrics.PairedComparison]],
     regressed: list[tuple[str, float, float]],
 ) -> dict[str, Any]:
-    """Whether to promote, and why, in one sentence a reviewer can check against the numbers."""
+    """Whether to promote, and why, in one sentence a reviewer can check against the numbers.
+
+    Args:
+        candidate: The candidate's system entry.
+        references: ``(what it is called in the sentence, its system entry, the paired comparison of
+            the candidate against it)``: the best prompted baseline, then production if any.
+        regressed: Labels whose F1 dropped against the regression reference.
+
+    Returns:
+        ``{"promote": bool, "reason": str}``.
+    """
     name = candidate["headline_name"]
-    if not comparison.better:
-        why = (
-            f"{name} is not better than {reference_name} beyond noise "
-            f"(Δ {comparison.mean_diff:+.3f}, 95% CI {comparison.ci_low:+.3f} to {comparison.ci_high:+.3f})"
-        )
-        return {"promote": False, "reason": why}
+    for reference_name, _, comparison in references:
+        if not comparison.better:
+            why = (
+                f"{name} is not better than {reference_name} beyond noise "
+                f"(Δ {comparison.mean_diff:+.2f}, "
+                f"95% CI {comparison.ci_low:+.2f} to {comparison.ci_high:+.2f})"
+            )
+            return {"promote": False, "reason": why}
     if regressed:
         labels = ", ".join(f"{label} ({before:.2f}→{after:.2f})" for label, before, after in regressed)
         return {"promote": False, "reason": f"{name} improves, but these labels regress: {labels}"}
-    if candidate["schema_compliance"] + 1e-9 < reference["schema_compliance"]:
-        return {"promote": False, "reason": "more outputs fall outside the expected format than before"}
-    return {
-        "promote": True,
-        "reason": f"{name} beats {reference_name} by {comparison.mean_diff:+.3f} "
-        f"(95% CI {comparison.ci_low:+.3f} to {comparison.ci_high:+.3f}) with no label regressing",
-    }
+    for _, reference, _ in references:
+        # A label-choosing baseline always answers in format; only generating systems are compared.
+        if (
+            reference.get("method") == "generation"
+            and candidate["schema_compliance"] + 1e-9 < reference["schema_compliance"]
+        ):
+            return {"promote": False, "reason": "more outputs fall outside the expected format than before"}
+    beats = " and ".join(
+        f"{reference_name} by {c.mean_diff:+.2f} (95% CI {c.ci_low:+.2f} to {c.ci_high:+.2f})"
+        for reference_name, _, c in references
+    )
+    tail = " with no label regressing" if candidate.get("per_label") is not None else ""
+    return {"promote": True, "reason": f"{name} beats {beats}{tail}"}
+
+
+TITLES = {
+    "base": "Base + instructions, zero-shot",
+    "base_k_shot": "Base + instructions, {k}",
+    "classical": "TF-IDF + logistic regression",
+    "production": "Production v{version}",
+    "candidate": "Candidate",
+}
+
+
+def _baselines(
+    data: EvalData, base_model: str, quantize: bool, batch_size: int, fields: Sequence[str]
+) -> dict[str, dict[str, Any] | None]:
+    """Run the prompted baselines (one model load) and, for classification, the classical one."""
+    shots, k_shot = k_shot_prompts(data)
+    zero_shot = [s.conversation for s in data.samples]
+    classify = data.task_type == TaskType.CLASSIFICATION
+    method = "label choice" if classify else "generation"
+    with _loaded(base_model, None, quantize) as loaded:
+        prompts = [("base", zero_shot)] + ([("base_k_shot", k_shot)] if shots else [])
+        outputs = {
+            name: _choose(loaded, conversations, data.labels)
+            if classify
+            else _generate(loaded, conversations, data.task_type, batch_size)
+            for name, conversations in prompts
+        }
+    systems: dict[str, dict[str, Any] | None] = {"base": None, "base_k_shot": None, "classical": None}
+    for name, answers in outputs.items():
+        systems[name] = {
+            "method": method,
+            **score(data.task_type, data.samples, answers, data.labels, fields),
+        }
+    k_shot_system = systems["base_k_shot"]
+    if k_shot_system is not None:
+        k_shot_system["k_shot"] = {
+            "examples": len(shots),
+            "per_label": baselines.FEW_SHOT_PER_LABEL if classify else None,
+        }
+    if classify:
+        fitted = baselines.tfidf_baseline(data.train, [s.conversation[-1]["content"] for s in data.samples])
+        if fitted is not None:
+            answers = [Answer(text=p, latency_s=fitted.predict_s) for p in fitted.predicted]
+            systems["classical"] = {
+                "method": "tf-idf",
+                "fit_s": fitted.fit_s,
+                **score(data.task_type, data.samples, answers, data.labels, fields),
+            }
+    return systems
 
 
 def evaluate_version(
@@ -197,8 +396,17 @@ def evaluate_version(
 ) -> dict[str, Any]:
     """Evaluate version `version_id` (see the module docstring) and store the report on it.
 
+    Args:
+        settings: The worker's settings.
+        engine: The database.
+        version_id: The version to evaluate.
+        batch_size: Conversations per ``generate`` call.
+
     Returns:
-        The report (also in ``ModelVersion.evaluation``).
+        The report (also in ``ModelVersion.evaluation``): ``systems`` (``base``, ``base_k_shot``,
+        ``classical``, ``production``, ``candidate``; None where a system does not apply), the name of
+        the ``best_baseline``, ``comparisons`` (paired, candidate against each other system),
+        ``regressions``, ``small_classifier_does_as_well`` and the ``verdict``.
 
     Raises:
         ValueError: the snapshot has no held-out example.
@@ -206,13 +414,12 @@ def evaluate_version(
     with session_scope(engine) as session:
         version = session.get(ModelVersion, version_id)
         assert version is not None
-        project, task_type, _instructions, samples, labels = held_out(session, version)
-        fields = list(project.fields)
-        prod = versions.production(session, project)
+        data = load_splits(session, version)
+        fields = list(data.project.fields)
+        prod = versions.production(session, data.project)
         production = prod if prod is not None and prod.id != version.id else None
-        production_revision = versions.alias(session, project).revision
-        config = version.config
-        quantize = bool(config.get("quantize", True))
+        production_revision = versions.alias(session, data.project).revision
+        quantize = bool(version.config.get("quantize", True))
         prod_info = (
             (
                 production.number,
@@ -231,46 +438,42 @@ def evaluate_version(
             basemodels.resolve(prod_info[1], settings.ftbot_models_dir),
             *prod_info[2:],
         )
-    if not samples:
+    if not data.samples:
         raise ValueError("The snapshot has no held-out example to evaluate on.")
-    systems: dict[str, dict[str, Any] | None] = {
-        "base": score(
-            task_type,
-            samples,
-            _generate(base_model, None, quantize, samples, task_type, batch_size),
-            labels,
-            fields,
-        ),
-        "production": None,
-        "candidate": score(
-            task_type,
-            samples,
-            _generate(base_model, artifact, quantize, samples, task_type, batch_size),
-            labels,
-            fields,
-        ),
-    }
+    task_type, samples, labels = data.task_type, data.samples, data.labels
+    conversations = [s.conversation for s in samples]
+    systems = _baselines(data, base_model, quantize, batch_size, fields)
+    systems["production"] = None
     if prod_info is not None:
         number, prod_base, prod_artifact, prod_quantize = prod_info
+        with _loaded(prod_base, prod_artifact, prod_quantize) as loaded:
+            answers = _generate(loaded, conversations, task_type, batch_size)
         systems["production"] = {
             "version": number,
-            **score(
-                task_type,
-                samples,
-                _generate(prod_base, prod_artifact, prod_quantize, samples, task_type, batch_size),
-                labels,
-                fields,
-            ),
+            "method": "generation",
+            **score(task_type, samples, answers, labels, fields),
         }
-    candidate = systems["candidate"]
-    assert candidate is not None
-    for system in systems.values():
+    with _loaded(base_model, artifact, quantize) as loaded:
+        answers = _generate(loaded, conversations, task_type, batch_size)
+    candidate = {"method": "generation", **score(task_type, samples, answers, labels, fields)}
+    systems["candidate"] = candidate
+    for name, system in systems.items():
         if system is not None:
             system["ci"] = metrics.bootstrap_ci(system["per_example"])
-    reference_name = "production" if systems["production"] is not None else "base"
-    reference = systems[reference_name]
-    assert reference is not None
-    comparison = metrics.paired_bootstrap(reference["per_example"], candidate["per_example"])
+            system["title"] = system_title(name, systems)
+    present = {name: system for name, system in systems.items() if system is not None}
+    best = best_baseline(systems)
+    comparisons = {
+        name: metrics.paired_bootstrap(system["per_example"], candidate["per_example"])
+        for name, system in systems.items()
+        if system is not None and name != "candidate"
+    }
+    # The verdict's references: the best prompted baseline, then production (the incumbent) if any.
+    reference_names = [best] + (["production"] if systems["production"] is not None else [])
+    references = [
+        (_reference_title(name, systems), present[name], comparisons[name]) for name in reference_names
+    ]
+    regression_reference = reference_names[-1]
     regressed: list[tuple[str, float, float]] = []
     if task_type == TaskType.CLASSIFICATION:
         gold = [s.reference for s in samples]
@@ -278,18 +481,25 @@ def evaluate_version(
         def report_of(system: dict[str, Any]) -> metrics.ClassificationReport:
             return metrics.classification_report(gold, system["predicted"], labels)
 
-        regressed = metrics.regressions(report_of(reference), report_of(candidate), min_drop=REGRESSION_DROP)
+        regressed = metrics.regressions(
+            report_of(present[regression_reference]),
+            report_of(candidate),
+            min_drop=REGRESSION_DROP,
+        )
     report = {
         "version_id": version_id,
         "task_type": task_type,
         "n_examples": len(samples),
+        "n_train": len(data.train),
         "headline_name": candidate["headline_name"],
         "systems": systems,
         "candidate": {"headline": candidate["headline"]},
-        "reference": reference_name,
-        "comparison": comparison.__dict__,
+        "best_baseline": best,
+        "reference": regression_reference,
+        "comparisons": {name: c.__dict__ for name, c in comparisons.items()},
         "regressions": regressed,
-        "verdict": verdict(candidate, reference, reference_name, comparison, regressed),
+        "small_classifier_does_as_well": small_classifier_does_as_well(systems["classical"], candidate),
+        "verdict": verdict(candidate, references, regressed),
         "evaluated_at": utcnow().isoformat(),
         # The production move compared against: the summary's buttons act only while it is the latest.
         "production_revision": production_revision,
@@ -301,6 +511,29 @@ def evaluate_version(
         stored.evaluation = report
         session.add(stored)
     return report
+
+
+def system_title(name: str, systems: Mapping[str, Mapping[str, Any] | None]) -> str:
+    """How the summary names a system: ``"Base + instructions, 2 examples per label"``.
+
+    Args:
+        name: A key of the report's ``systems``.
+        systems: The report's systems.
+
+    Returns:
+        The title, with k (examples per label, or in all) and production's version filled in.
+    """
+    system = systems.get(name) or {}
+    k_shot = system.get("k_shot") or {}
+    per_label = k_shot.get("per_label")
+    k = f"{per_label} examples per label" if per_label else f"{k_shot.get('examples', 0)} examples"
+    return TITLES[name].format(k=k, version=system.get("version", ""))
+
+
+def _reference_title(name: str, systems: Mapping[str, Mapping[str, Any] | None]) -> str:
+    if name == "production":
+        return system_title(name, systems).replace("Production", "production")
+    return f"the best baseline ({system_title(name, systems)})"
 
 
 def draw_chart(folder: Path, report: dict[str, Any]) -> Path:

@@ -18,7 +18,7 @@ from peft import PeftModel
 
 from runner.ml.model import load_base_model, load_tokenizer, pick_device
 
-__all__ = ["Generation", "generate", "load_for_inference"]
+__all__ = ["Generation", "LabelChoice", "choose_labels", "generate", "load_for_inference"]
 
 
 @dataclass(frozen=True)
@@ -138,3 +138,124 @@ def generate(
                 latency_s=latency,
             )
     return [results[i] for i in range(len(prompts))]
+
+
+@dataclass(frozen=True)
+class LabelChoice:
+    """The label a model finds most likely after a prompt, and how likely it finds each."""
+
+    text: str
+    """The chosen label (the highest score)."""
+    scores: dict[str, float]
+    """Per label: the summed log-probability of its answer tokens (see :func:`choose_labels`)."""
+    prompt_tokens: int
+    """Tokens of the rendered prompt."""
+    output_tokens: int
+    """Tokens of the chosen label's answer, the end-of-turn token included."""
+    latency_s: float
+    """Wall time of this example's forward pass."""
+
+
+def answer_ids(
+    tokenizer: Any, conversation: Sequence[Mapping[str, str]], answer: str
+) -> tuple[list[int], list[int]]:
+    """The token ids of the prompt and of ``answer`` as the assistant's reply, as training sees them.
+
+    The chat template renders the conversation twice, without and with the answer; the answer's
+    tokens are what the second adds, up to and including the end-of-turn token (what follows it,
+    such as a newline between turns, is not part of the answer).
+
+    Args:
+        tokenizer: With a chat template.
+        conversation: Message lists without the assistant answer.
+        answer: The assistant's reply to score.
+
+    Returns:
+        ``(prompt_ids, answer_ids)``; their concatenation is the sequence to score.
+
+    Raises:
+        ValueError: the template renders the answered conversation without the prompt as its prefix.
+    """
+    prompt = str(
+        tokenizer.apply_chat_template(list(conversation), tokenize=False, add_generation_prompt=True)
+    )
+    answered = str(
+        tokenizer.apply_chat_template(
+            [*conversation, {"role": "assistant", "content": answer}], tokenize=False
+        )
+    )
+    if not answered.startswith(prompt):
+        raise ValueError("the chat template does not render the answer after the generation prompt")
+    # Prompt and answer are encoded apart: the boundary after the generation prompt is a turn marker.
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    tail = tokenizer(answered[len(prompt) :], add_special_tokens=False)["input_ids"]
+    stops = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(tokenizer.eos_token)}
+    end = next((k + 1 for k, t in enumerate(tail) if t in stops), len(tail))
+    return prompt_ids, tail[:end]
+
+
+def choose_labels(
+    model: Any,
+    tokenizer: Any,
+    conversations: Sequence[Sequence[Mapping[str, str]]],
+    labels: Sequence[str],
+) -> list[LabelChoice]:
+    """Classify by likelihood: for each conversation, the label whose answer the model finds likeliest.
+
+    The score of a label is the sum of the log-probabilities of its answer tokens (the label's own
+    tokens and the end-of-turn token) after the prompt: the log-probability that the model's whole
+    reply is exactly that label. A sum, not a per-token mean: a mean would favour long labels whose
+    later tokens follow from the first. No text is generated or parsed, so the score measures which
+    label the model prefers, not whether it answers in the expected format. All labels of one
+    conversation go through one batched forward pass (left-padded, positions counted from each
+    row's first real token), and logits are computed for the answer positions only.
+
+    Args:
+        model: From :func:`load_for_inference`.
+        tokenizer: From :func:`load_for_inference`.
+        conversations: Message lists without the assistant answer.
+        labels: The closed label set (at least one).
+
+    Returns:
+        One :class:`LabelChoice` per conversation, in the same order; ties go to the earlier label.
+
+    Raises:
+        ValueError: ``labels`` is empty.
+    """
+    if not labels:
+        raise ValueError("choose_labels needs at least one label")
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    choices = []
+    for conversation in conversations:
+        pairs = [answer_ids(tokenizer, conversation, label) for label in labels]
+        rows = [p + a for p, a in pairs]
+        width = max(len(r) for r in rows)
+        answer_width = max(len(a) for _, a in pairs)
+        ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        began = time.perf_counter()
+        with torch.no_grad():
+            # Left padding lines every answer up at the end: only the last positions need logits.
+            logits = model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=answer_width + 1
+            ).logits.float()
+        latency = time.perf_counter() - began
+        log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
+        targets = ids[:, -answer_width:]
+        picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        scores = {}
+        for row, (label, (_, answer)) in enumerate(zip(labels, pairs, strict=True)):
+            scores[label] = float(picked[row, answer_width - len(answer) :].sum())
+        best = max(labels, key=lambda label: scores[label])
+        choices.append(
+            LabelChoice(
+                text=best,
+                scores=scores,
+                prompt_tokens=len(pairs[0][0]),
+                output_tokens=len(pairs[labels.index(best)][1]),
+                latency_s=latency,
+            )
+        )
+    return choices

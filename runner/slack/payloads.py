@@ -291,37 +291,111 @@ def run_status(run: TrainingRun, project: Project, version: ModelVersion | None)
 # --- evaluation and the registry ----------------------------------------------------------------
 
 
-def _headline(system: dict[str, Any] | None) -> str:
+# Systems of an evaluation report, in the order the summary lists them, with their short names.
+SYSTEMS = ("base", "base_k_shot", "classical", "production", "candidate")
+SHORT_SYSTEM = {
+    "base": "zero-shot",
+    "base_k_shot": "k-shot",
+    "classical": "TF-IDF",
+    "production": "production",
+    "candidate": "candidate",
+}
+SMALL_CLASSIFIER = "a small classifier does as well; you may not need a fine-tuned LLM"
+
+
+def score_with_interval(system: dict[str, Any] | None) -> str:
+    """A headline score for people: ``0.93 [0.88–0.97]`` (the 95% interval), ``—`` for no system."""
     if system is None:
         return "—"
     low, high = system.get("ci", (None, None))
     interval = f" [{low:.2f}–{high:.2f}]" if low is not None else ""
-    return f"{system['headline']:.3f}{interval}"
+    return f"{system['headline']:.2f}{interval}"
+
+
+def seconds(value: float) -> str:
+    """A duration for people: ``0.51 s``, ``3.2 s``, ``41 s``, ``<0.01 s``."""
+    if value < 0.01:
+        return "<0.01 s"
+    return f"{value:.2f} s" if value < 1 else f"{value:.1f} s" if value < 10 else f"{value:,.0f} s"
+
+
+def tokens(value: float) -> str:
+    """A token count for people: ``77 tokens``."""
+    return f"{round(value):,} tokens"
+
+
+def _title(name: str, system: dict[str, Any]) -> str:
+    """A system's title as the evaluation named it (reports from before titles: a plain name)."""
+    older = {"base": "Base + instructions", "production": f"Production v{system.get('version')}"}
+    return str(system.get("title") or older.get(name, name))
+
+
+def _difference(comparison: dict[str, Any]) -> str:
+    return f"{comparison['mean_diff']:+.2f} [{comparison['ci_low']:+.2f} to {comparison['ci_high']:+.2f}]"
 
 
 def eval_summary(project: Project, version: ModelVersion, report: dict[str, Any]) -> dict[str, Any]:
-    """The evaluation summary posted to the project thread, with Promote / Rollback / Discard."""
+    """The evaluation summary posted to the project thread, with Promote / Rollback / Discard.
+
+    Every baseline and the candidate get a row with their headline score and 95% interval; the
+    candidate's difference from the best prompted baseline and from production is shown with its
+    paired interval. Numbers are rounded for people (``0.93 [0.88–0.97]``, ``77 tokens``, ``0.51 s``).
+    """
     systems = report["systems"]
-    candidate, base, production = systems["candidate"], systems["base"], systems["production"]
+    present = {name: systems[name] for name in SYSTEMS if systems.get(name)}
+    candidate, production = systems["candidate"], systems.get("production")
+    best = report.get("best_baseline", "base")
+    comparisons = report.get("comparisons", {})
+    rows = []
+    for name, system in present.items():
+        title = f"Candidate v{version.number}" if name == "candidate" else _title(name, system)
+        notes = ["best baseline"] if name == best else []
+        if system.get("unparsable") and system.get("method") == "generation":
+            notes.append(f"{system['unparsable']:.0%} unparsable")
+        rows.append({"title": title, "score": score_with_interval(system), "notes": notes})
+    deltas = []
+    if best in comparisons:
+        deltas.append(f"vs best baseline {_difference(comparisons[best])}")
+    if production and "production" in comparisons:
+        deltas.append(f"vs production {_difference(comparisons['production'])}")
+    if not comparisons and report.get("comparison"):  # a report from before the baselines
+        deltas.append(f"vs {report.get('reference', 'base')} {_difference(report['comparison'])}")
+    classical = systems.get("classical")
+    small = (
+        f"{_title('classical', classical)} scores {score_with_interval(classical)}, within the "
+        f"candidate's interval {score_with_interval(candidate)}: {SMALL_CLASSIFIER}."
+        if report.get("small_classifier_does_as_well") and classical
+        else None
+    )
+    method = (
+        "Baselines choose among the labels by likelihood; production and the candidate answer freely."
+        if report["task_type"] == "classification"
+        else "Baselines and the candidate answer freely."
+    )
     return render(
         "eval_summary.json.j2",
         project=project.name,
         version=version.number,
         headline_name=report["headline_name"],
         n_examples=report["n_examples"],
-        base=_headline(base),
-        production=_headline(production),
+        rows=rows,
+        candidate=score_with_interval(candidate),
+        best=score_with_interval(systems.get(best)),
+        production=score_with_interval(production),
         production_version=production["version"] if production else None,
-        candidate=_headline(candidate),
-        delta_base=candidate["headline"] - base["headline"],
-        delta_production=candidate["headline"] - production["headline"] if production else None,
+        deltas=deltas,
+        method=method,
+        small_classifier=small,
         regressions=[
             f"{label}: {before:.2f} → {after:.2f}" for label, before, after in report["regressions"]
         ],
         verdict=report["verdict"],
-        tokens={name: s["tokens"]["mean_total_tokens"] for name, s in systems.items() if s},
-        latency={name: s["latency"]["p95"] for name, s in systems.items() if s},
-        schema={name: s["schema_compliance"] for name, s in systems.items() if s},
+        tokens={
+            SHORT_SYSTEM[n]: tokens(s["tokens"]["mean_total_tokens"])
+            for n, s in present.items()
+            if s.get("tokens")
+        },
+        latency={SHORT_SYSTEM[n]: seconds(s["latency"]["p95"]) for n, s in present.items()},
         status=version.status,
         # The move the buttons were drawn from: they act only while it is the latest.
         production_revision=report.get("production_revision"),
