@@ -1,7 +1,7 @@
 """Eval throughput: batched generation against one example at a time, on the tiny model.
 
-Evaluation (``runner.evaluation``) answers a snapshot's held-out examples with
-``runner.inference.generate``, batch size 16 by default. This benchmark measures what batching buys on
+Evaluation (``runner.ml.evaluation``) answers a snapshot's held-out examples with
+``runner.ml.inference.generate``, batch size 16 by default. This benchmark measures what batching buys on
 the machine it runs on: the same held-out synthetic support tickets, with the ticket-routing chat prompt
 and evaluation's ``max_new_tokens`` for classification (16), are answered with ``batch_size`` 16 (and 32)
 and with ``batch_size=1``, in the same process, by the same loaded model.

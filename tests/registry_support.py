@@ -91,13 +91,19 @@ def post_summary(engine, settings, number: int) -> None:
             }
 
         version.evaluation = {
+            "task_type": "classification",
             "n_examples": 20,
             "headline_name": "accuracy",
             "systems": {
                 "base": system(0.5),
+                "base_k_shot": system(0.6),
+                "classical": system(0.55),
                 "production": {"version": serving.number, **system(0.7)} if serving else None,
                 "candidate": system(0.8),
             },
+            "best_baseline": "base_k_shot",
+            "comparisons": {"base_k_shot": {"mean_diff": 0.2, "ci_low": 0.1, "ci_high": 0.3, "better": True}},
+            "small_classifier_does_as_well": False,
             "regressions": [],
             "verdict": {"promote": True, "reason": "better than production"},
             "chart": str(Path(settings.ftbot_data_dir) / "no-chart.png"),

@@ -443,8 +443,8 @@ SAMPLES["eval_summary.json.j2"] = [
         "production": "—",
         "production_version": None,
         "deltas": EVAL["deltas"][:1],
-        "small_classifier": "TF-IDF + logistic regression scores 0.93 [0.86–0.98], within the candidate's "
-        "interval 0.95 [0.88–1.00]: a small classifier does as well; you may not need a fine-tuned LLM.",
+        "small_classifier": "TF-IDF + logistic regression scores 0.93 [0.86–0.98] against the candidate's "
+        "0.95 [0.88–1.00]: a small classifier does as well; you may not need a fine-tuned LLM.",
         "regressions": [f"label{i}: 0.90 → 0.70" for i in range(30)],
         "verdict": {"promote": False, "reason": LONG * 10},
         "production_revision": None,
@@ -630,6 +630,7 @@ STRESS: dict[str, list[dict[str, Any]]] = {
         {
             "project": NAME,
             "rows": [f"• 2026-11-28 10:00 <@W0123456789> adjudicate example 1 → {LABELS[0]}"] * 30,
+            "details_hidden": False,
         }
     ],
     "eval_summary.json.j2": [
@@ -647,8 +648,8 @@ STRESS: dict[str, list[dict[str, Any]]] = {
                     "notes": ["100% unparsable"],
                 },
             ],
-            "small_classifier": "TF-IDF + logistic regression scores 1.00 [1.00–1.00], within the "
-            "candidate's interval 1.00 [1.00–1.00]: a small classifier does as well; you may not need a "
+            "small_classifier": "TF-IDF + logistic regression scores 1.00 [1.00–1.00] against the "
+            "candidate's 1.00 [1.00–1.00]: a small classifier does as well; you may not need a "
             "fine-tuned LLM.",
             "tokens": {
                 "zero-shot": "128,000 tokens",
@@ -668,3 +669,7 @@ STRESS: dict[str, list[dict[str, Any]]] = {
         }
     ],
 }
+# Notices whose fields are bounded by the product (no text people typed beyond what SAMPLES holds):
+# their largest case is their largest sample.
+for _name in ("promote_again.json.j2", "deploy_reconciled.json.j2"):
+    STRESS.setdefault(_name, SAMPLES[_name][-1:])

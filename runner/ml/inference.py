@@ -18,7 +18,7 @@ from peft import PeftModel
 
 from runner.ml.model import load_base_model, load_tokenizer, pick_device
 
-__all__ = ["Generation", "LabelChoice", "choose_labels", "generate", "load_for_inference"]
+__all__ = ["Generation", "LabelChoice", "answer_ids", "choose_labels", "generate", "load_for_inference"]
 
 
 @dataclass(frozen=True)
@@ -157,24 +157,23 @@ class LabelChoice:
 
 
 def answer_ids(
-    tokenizer: Any, conversation: Sequence[Mapping[str, str]], answer: str
+    tokenizer: Any, conversation: Sequence[Mapping[str, str]], answer: str, stop_ids: Sequence[int] = ()
 ) -> tuple[list[int], list[int]]:
     """The token ids of the prompt and of ``answer`` as the assistant's reply, as training sees them.
 
     The chat template renders the conversation twice, without and with the answer; the answer's
     tokens are what the second adds, up to and including the end-of-turn token (what follows it,
-    such as a newline between turns, is not part of the answer).
+    such as a newline between turns, is not part of the answer). Where the template does not render
+    the answer after the prompt, the answer is the label followed by the EOS token.
 
     Args:
         tokenizer: With a chat template.
         conversation: Message lists without the assistant answer.
         answer: The assistant's reply to score.
+        stop_ids: End-of-turn token ids besides the tokenizer's EOS (the model's generation config).
 
     Returns:
         ``(prompt_ids, answer_ids)``; their concatenation is the sequence to score.
-
-    Raises:
-        ValueError: the template renders the answered conversation without the prompt as its prefix.
     """
     prompt = str(
         tokenizer.apply_chat_template(list(conversation), tokenize=False, add_generation_prompt=True)
@@ -184,12 +183,12 @@ def answer_ids(
             [*conversation, {"role": "assistant", "content": answer}], tokenize=False
         )
     )
-    if not answered.startswith(prompt):
-        raise ValueError("the chat template does not render the answer after the generation prompt")
+    # A template that rewrites earlier turns once answered (some strip reasoning) gets the plain form.
+    tail_text = answered[len(prompt) :] if answered.startswith(prompt) else answer + str(tokenizer.eos_token)
     # Prompt and answer are encoded apart: the boundary after the generation prompt is a turn marker.
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    tail = tokenizer(answered[len(prompt) :], add_special_tokens=False)["input_ids"]
-    stops = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(tokenizer.eos_token)}
+    tail = tokenizer(tail_text, add_special_tokens=False)["input_ids"]
+    stops = {tokenizer.eos_token_id, *stop_ids}
     end = next((k + 1 for k, t in enumerate(tail) if t in stops), len(tail))
     return prompt_ids, tail[:end]
 
@@ -206,9 +205,10 @@ def choose_labels(
     tokens and the end-of-turn token) after the prompt: the log-probability that the model's whole
     reply is exactly that label. A sum, not a per-token mean: a mean would favour long labels whose
     later tokens follow from the first. No text is generated or parsed, so the score measures which
-    label the model prefers, not whether it answers in the expected format. All labels of one
-    conversation go through one batched forward pass (left-padded, positions counted from each
-    row's first real token), and logits are computed for the answer positions only.
+    label the model prefers, not whether it answers in the expected format. Per conversation the
+    prompt runs once, and the answers of all labels then go through one batched forward pass on
+    copies of the prompt's key/value cache (right-padded), so a long k-shot prompt is not recomputed
+    per label; logits are computed for the answer positions only.
 
     Args:
         model: From :func:`load_for_inference`.
@@ -226,28 +226,29 @@ def choose_labels(
         raise ValueError("choose_labels needs at least one label")
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    stop_ids = _stop_ids(model, tokenizer)
     choices = []
     for conversation in conversations:
-        pairs = [answer_ids(tokenizer, conversation, label) for label in labels]
-        rows = [p + a for p, a in pairs]
-        width = max(len(r) for r in rows)
+        pairs = [answer_ids(tokenizer, conversation, label, stop_ids) for label in labels]
+        prompt = pairs[0][0]
         answer_width = max(len(a) for _, a in pairs)
-        ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # Right padding: a pad only ever follows the answer it pads, so causal attention never sees it.
+        answers = torch.tensor([a + [pad_id] * (answer_width - len(a)) for _, a in pairs], device=device)
         began = time.perf_counter()
         with torch.no_grad():
-            # Left padding lines every answer up at the end: only the last positions need logits.
-            logits = model(
-                input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=answer_width + 1
-            ).logits.float()
+            # The prompt runs once; every label's answer then runs on a copy of its key/value cache.
+            first = model(input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1)
+            cache = first.cache
+            cache.batch_repeat_interleave(len(labels))
+            rest = model(input_ids=answers, cache=cache, use_cache=True).logits
         latency = time.perf_counter() - began
-        log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
-        targets = ids[:, -answer_width:]
-        picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        scores = {}
-        for row, (label, (_, answer)) in enumerate(zip(labels, pairs, strict=True)):
-            scores[label] = float(picked[row, answer_width - len(answer) :].sum())
+        # Logits before each answer token: the prompt's last position, then the answer's own positions.
+        logits = torch.cat([first.logits[:, -1:].expand(len(labels), -1, -1), rest[:, :-1]], dim=1)
+        picked = torch.log_softmax(logits.float(), dim=-1).gather(-1, answers.unsqueeze(-1)).squeeze(-1)
+        scores = {
+            label: float(picked[row, : len(answer)].sum())
+            for row, (label, (_, answer)) in enumerate(zip(labels, pairs, strict=True))
+        }
         best = max(labels, key=lambda label: scores[label])
         choices.append(
             LabelChoice(

@@ -350,7 +350,7 @@ def eval_summary(project: Project, version: ModelVersion, report: dict[str, Any]
     for name, system in present.items():
         title = f"Candidate v{version.number}" if name == "candidate" else _title(name, system)
         notes = ["best baseline"] if name == best else []
-        if system.get("unparsable") and system.get("method") == "generation":
+        if system.get("unparsable") is not None and system.get("method") == "generation":
             notes.append(f"{system['unparsable']:.0%} unparsable")
         rows.append({"title": title, "score": score_with_interval(system), "notes": notes})
     deltas = []
@@ -362,14 +362,14 @@ def eval_summary(project: Project, version: ModelVersion, report: dict[str, Any]
         deltas.append(f"vs {report.get('reference', 'base')} {_difference(report['comparison'])}")
     classical = systems.get("classical")
     small = (
-        f"{_title('classical', classical)} scores {score_with_interval(classical)}, within the "
-        f"candidate's interval {score_with_interval(candidate)}: {SMALL_CLASSIFIER}."
+        f"{_title('classical', classical)} scores {score_with_interval(classical)} against the "
+        f"candidate's {score_with_interval(candidate)}: {SMALL_CLASSIFIER}."
         if report.get("small_classifier_does_as_well") and classical
         else None
     )
     method = (
         "Baselines choose among the labels by likelihood; production and the candidate answer freely."
-        if report["task_type"] == "classification"
+        if report.get("task_type") == "classification"
         else "Baselines and the candidate answer freely."
     )
     return render(

@@ -41,6 +41,27 @@ def test_k_shot_prompts_show_train_examples_only_and_the_same_ones_every_time(en
         assert shown == [s.text for s in shots]
 
 
+def test_extraction_k_shot_prompts_show_a_few_solved_train_examples() -> None:
+    train = [baselines.Solved(f"order {i} for alice", json.dumps({"order": str(i)})) for i in range(10)]
+    samples = [
+        evaluation.Sample(
+            conversation=[{"role": "system", "content": "extract"}, {"role": "user", "content": f"held {i}"}],
+            reference="{}",
+        )
+        for i in range(4)
+    ]
+    project = Project(name="orders", task_type="extraction", channel_id="C1", owner_id="U1")
+    data = evaluation.EvalData(
+        project=project, task_type="extraction", samples=samples, train=train, labels=[]
+    )
+    shots, prompts = evaluation.k_shot_prompts(data)
+    assert len(shots) == baselines.FEW_SHOT_EXAMPLES and set(shots) <= set(train)
+    assert all(len(p) == 2 + 2 * len(shots) for p in prompts)
+    assert evaluation.k_shot_prompts(data) == (shots, prompts)
+    empty = evaluation.EvalData(project=project, task_type="extraction", samples=samples, train=[], labels=[])
+    assert evaluation.k_shot_prompts(empty) == ([], [])  # no train split: no k-shot baseline
+
+
 def system(headline: float, per_example: list[float], **extra: Any) -> dict[str, Any]:
     return {"headline": headline, "per_example": per_example, "schema_compliance": 1.0, **extra}
 
