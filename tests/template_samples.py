@@ -369,6 +369,7 @@ RUN = {
     "snapshot": "0123456789ab",
     "progress": {},
     "eta": "?",
+    "plan": "",
     "metrics": {
         "final_train_loss": None,
         "best_eval_loss": None,
@@ -399,6 +400,8 @@ SAMPLES.update(
                     "tokens_per_s": 4210.5,
                 },
                 "eta": "3m 05s",
+                "plan": "lr 0.001 (auto) · 1,024 tokens/step (auto) · 3 epochs (auto) · "
+                "16 steps/epoch, 48 in all",
             },
             {
                 **RUN,
@@ -754,6 +757,20 @@ STRESS: dict[str, list[dict[str, Any]]] = {
             "open": False,
             "note": TYPED * 3,
             "checkpoint_step": 10**6,
+        },
+        {
+            **RUN,
+            "project": NAME,
+            "status": "running",
+            "progress": {
+                "epoch": 10**6,
+                "step": 10**6,
+                "total_steps": 10**6,
+                "loss": 1e300,
+                "tokens_per_s": 1e300,
+            },
+            "eta": "9999h",
+            "plan": TYPED * 3,
         },
     ],
     "deployment.json.j2": [

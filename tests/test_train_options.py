@@ -91,3 +91,14 @@ def test_cli_train_refuses_bad_options(engine, settings, database_url, options, 
     assert done.returncode != 0
     assert expected in done.stderr and len(done.stderr) < SHORT, done.stderr
     _nothing_recorded_or_queued(engine, settings)
+
+
+def test_slack_names_the_pull_command_for_a_model_not_pulled_yet(slack, emulator, engine, settings):
+    settings.ftbot_base_model = "smollm2-135m"  # a catalogued name, absent from FTBOT_MODELS_DIR
+    seed_project(engine, n=8, emulator=emulator)
+    assert slack.slash("train ticket-router epochs=2", user="UALICE").status == 200
+    (reply,) = emulator.wait_for(
+        lambda: [e for e in emulator.ephemerals() if e["user"] == "UALICE"], what="the refusal"
+    )
+    assert "run `ftbot models pull smollm2-135m`" in reply["text"]
+    _nothing_recorded_or_queued(engine, settings)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from bot.cli import database, demo, interview, predict, projects, registry, serve, training
+from bot.cli import database, demo, interview, models, predict, projects, registry, serve, training
 from runner.core.exceptions import ConfigError
 from runner.core.logs import configure
 
@@ -22,7 +22,7 @@ def cli(log_level: str) -> None:
     configure(log_level)
 
 
-for group in (database, serve, interview, demo, projects, training, registry, predict):
+for group in (database, serve, interview, demo, projects, training, registry, predict, models):
     for command in group.COMMANDS:
         cli.add_command(command)
 

@@ -18,10 +18,15 @@ from runner.data import gates, projects
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("ftbot-demo"), show_default=True
 )
-@click.option("--quick", is_flag=True, help="A third of the data: the same steps in about a minute (CI).")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="The same steps on a tiny random model and synthetic tickets, in about a minute (a smoke test).",
+)
 def demo(out: Path, quick: bool) -> None:
-    """The whole loop on embedded defaults: interview, dataset, reviewers, QLoRA training, evaluation,
-    promote and rollback — SQLite, an in-process Redis and the CPU; no Slack needed.
+    """The whole loop on embedded defaults: interview, dataset, reviewers, QLoRA training of
+    SmolLM2-135M (pulled once into FTBOT_MODELS_DIR), evaluation against the baselines, promote and
+    rollback — SQLite, an in-process Redis and the CPU; no Slack needed.
 
     What Slack would show is rendered here and saved as Block Kit JSON (and charts) under OUT.
     """

@@ -17,6 +17,8 @@ from rq.serializers import JSONSerializer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from runner.core import basemodels
+from runner.core.basemodels import BaseModelMissing
 from runner.core.config import Settings
 from runner.core.db import session_scope
 from runner.core.exceptions import DatasetError, TrainingRequestError
@@ -74,10 +76,13 @@ def resolve_config(settings: Settings, overrides: dict[str, str]) -> TrainConfig
     """The run's config: defaults, ``FTBOT_BASE_MODEL``, then the user's ``key=value`` overrides.
 
     ``base_model`` (from either) must be a pulled model name, a Hugging Face id or a folder under
-    ``FTBOT_MODELS_DIR`` or ``FTBOT_DATA_DIR``: never a URL or any other path.
+    ``FTBOT_MODELS_DIR`` or ``FTBOT_DATA_DIR``: never a URL or any other path. A name or folder must
+    be there already (the workers share ``FTBOT_MODELS_DIR``), so a missing one is refused now, with
+    the command that pulls it, rather than failing on a worker later.
 
     Raises:
-        TrainingRequestError: no base model, unknown keys or invalid values (all listed, briefly).
+        TrainingRequestError: no base model, unknown keys or invalid values (all listed, briefly), or a
+            model that is not pulled.
     """
     base_model = overrides.get("base_model") or settings.ftbot_base_model
     if not base_model:
@@ -85,11 +90,13 @@ def resolve_config(settings: Settings, overrides: dict[str, str]) -> TrainConfig
             "No base model: set FTBOT_BASE_MODEL or pass base_model=<name or org/name>."
         )
     try:
-        return TrainConfig.from_overrides(
+        config = TrainConfig.from_overrides(
             {"base_model": base_model}, overrides, local_roots=settings.model_roots
         )
-    except ValueError as exc:
+        basemodels.resolve(config.base_model, settings.ftbot_models_dir)
+    except (ValueError, BaseModelMissing) as exc:
         raise TrainingRequestError(str(exc)) from exc
+    return config
 
 
 def parse_overrides(words: list[str]) -> dict[str, str]:

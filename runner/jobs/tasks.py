@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from runner.core import basemodels
 from runner.core.config import Settings, load_settings
 from runner.core.db import make_engine, session_scope
 from runner.core.exceptions import FtbotError, TrainingTimeout
@@ -91,6 +92,8 @@ def advice_for(error: BaseException | str) -> str:
         return "Out of memory: retry with a smaller batch_tokens or max_len (or a smaller base model)."
     if "timeout" in text or "timed out" in text or "s limit" in text:
         return "The job ran past FTBOT_JOB_TIMEOUT: train fewer epochs, cap max_steps, or raise the timeout."
+    if "ftbot models pull" in text:
+        return "Pull the base model on the worker host (the command is in the message), then train again."
     if "no such file" in text or "not a local folder" in text or "repository not found" in text:
         return "The base model could not be loaded: check base_model / FTBOT_BASE_MODEL."
     return "See the worker's log for the traceback; fix the cause and press Train again."
@@ -145,6 +148,7 @@ class _ProgressReporter:
             "loss": round(progress.loss, 4),
             "tokens_per_s": round(progress.tokens_per_s, 1),
             "eta_s": round(progress.eta_s, 1),
+            "plan": progress.plan,
         }
         with session_scope(self.ctx.engine) as session:
             run = session.get(TrainingRun, self.run_id)
@@ -238,6 +242,10 @@ def train_job(run_id: int) -> dict[str, Any]:
         instructions = str(frozen.get("instructions", project.instructions))
         task_type = str(frozen.get("task_type", project.task_type))
         config = TrainConfig(**run.config)
+    # A pulled name trains on its folder; the run and the version keep the name they were given.
+    config = config.model_copy(
+        update={"base_model": basemodels.resolve(config.base_model, ctx.settings.ftbot_models_dir)}
+    )
     notify.run_status(ctx.engine, notify.client_for(ctx.settings), run_id)
     # Trained on the same records `ftbot export` writes, emails and phone numbers redacted.
     train_rows = [

@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from runner.core import basemodels
 from runner.core.config import Settings
 from runner.core.db import session_scope
 from runner.core.models import (
@@ -420,6 +421,13 @@ def evaluate_version(
             else None
         )
         base_model, artifact = version.base_model, version.artifact_path
+    base_model = basemodels.resolve(base_model, settings.ftbot_models_dir)
+    if prod_info is not None:
+        prod_info = (
+            prod_info[0],
+            basemodels.resolve(prod_info[1], settings.ftbot_models_dir),
+            *prod_info[2:],
+        )
     if not data.samples:
         raise ValueError("The snapshot has no held-out example to evaluate on.")
     task_type, samples, labels = data.task_type, data.samples, data.labels

@@ -65,7 +65,17 @@ from peft import PeftModel
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from transformers import get_cosine_schedule_with_warmup
 
-from runner.core.trainconfig import Progress, TrainConfig, TrainingCancelled, TrainingPaused
+from runner.core.trainconfig import (
+    AUTO_FIELDS,
+    Progress,
+    TrainConfig,
+    TrainingCancelled,
+    TrainingPaused,
+    auto_batch_rows,
+    auto_epochs,
+    auto_lr,
+    describe_plan,
+)
 from runner.ml import checkpoints
 from runner.ml.model import (
     base_storage,
@@ -148,6 +158,8 @@ class TrainResult:
     """Processes that trained together (``procs``)."""
     peak_memory_per_process: list[int] = field(default_factory=list)
     """``peak_memory_bytes`` of each process, by rank."""
+    plan: str = ""
+    """The settings trained with, in words; those the rule chose (``0`` in the request) marked auto."""
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict.
@@ -226,8 +238,13 @@ class _LossModule(torch.nn.Module):
         return target_loss_sum(self.model, batch)[0]
 
 
+def _lora_count(model: Any) -> int:
+    return sum(p.numel() for name, p in model.named_parameters() if "lora_" in name)
+
+
 @dataclass
 class _Setup:
+    plan: str
     config: TrainConfig
     device: torch.device
     tokenizer: Any
@@ -346,13 +363,24 @@ def _setup(
     row_len = min(config.max_len, -(-longest // 8) * 8)
     # A step's micro-batches are dealt among the processes: the same global batch for any count.
     micro_per_step = config.grad_accum_steps * world
-    rows_per_micro = max(1, config.batch_tokens // micro_per_step // row_len)
     rows_per_epoch = len(pack_best_fit([len(e.input_ids) for e in train_set], row_len))
+    chosen = [name for name in AUTO_FIELDS if not getattr(config, name)]
+    if config.batch_tokens:
+        rows_per_micro = max(1, config.batch_tokens // micro_per_step // row_len)
+    else:
+        rows_per_micro = auto_batch_rows(rows_per_epoch, row_len, micro_per_step)
+    model = prepare_model(config, device)
+    config = config.model_copy(
+        update={
+            "batch_tokens": config.batch_tokens or rows_per_micro * row_len * micro_per_step,
+            "epochs": config.epochs or auto_epochs(len(train_set)),
+            "lr": config.lr or auto_lr(parameter_count(model) - _lora_count(model)),
+        }
+    )
     steps_per_epoch = max(1, math.ceil(math.ceil(rows_per_epoch / rows_per_micro) / micro_per_step))
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
-    model = prepare_model(config, device)
     ddp = None
     if world > 1:
         # Every process loads the same base and seeds the same LoRA initialisation, so there is no
@@ -361,6 +389,7 @@ def _setup(
             _LossModule(model), device_ids=[device.index] if device.type == "cuda" else None, init_sync=False
         )
     return _Setup(
+        plan=describe_plan(config, chosen, steps_per_epoch, total_steps),
         config=config,
         device=device,
         tokenizer=tokenizer,
@@ -718,6 +747,7 @@ def _fit(
                         loss=step_loss,
                         tokens_per_s=state.train_tokens / max(state.train_wall_s, 1e-9),
                         eta_s=state.train_wall_s / state.step * (setup.total_steps - state.step),
+                        plan=setup.plan,
                     )
                 )
             if config.eval_every_steps and state.step % config.eval_every_steps == 0:
@@ -778,6 +808,7 @@ def _save(setup: _Setup, state: _FitState, result: TrainResult, out_dir: Path) -
             "row_len": setup.row_len,
             "rows_per_micro_batch": setup.rows_per_micro,
             "steps_per_epoch": setup.steps_per_epoch,
+            "plan": setup.plan,
             "train_examples": len(setup.train_set),
             "eval_examples": len(setup.eval_set),
             "chat_template": setup.tokenizer.chat_template,
@@ -889,6 +920,7 @@ def train(
         resumed_from_step=state.resumed_from,
         processes=setup.world,
         peak_memory_per_process=peaks,
+        plan=setup.plan,
     )
     result.wall_time_s = time.perf_counter() - wall
     result.cpu_time_s = time.process_time() - cpu

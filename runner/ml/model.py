@@ -175,9 +175,15 @@ def base_storage(model: Any) -> tuple[float, int]:
 
 
 def parameter_count(model: Any) -> int:
+    """Parameters of a model, a 4-bit weight counted as the weights it stands for, and a weight shared
+    by several modules (tied input and output embeddings) counted once."""
     total = 0
+    seen: set[int] = set()
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
+            if id(param) in seen:
+                continue
+            seen.add(id(param))
             state = getattr(param, "quant_state", None)
             total += math.prod(state.shape) if state is not None and name == "weight" else param.numel()
     return total

@@ -325,6 +325,8 @@ def run_status(run: TrainingRun, project: Project, version: ModelVersion | None)
         note=run.note or "",
         checkpoint_step=run.checkpoint_step,
         estimate=estimate_line(run.estimate),
+        # What the run trains with, those settings the rule chose marked "auto" (runner.core.trainconfig).
+        plan=str(metrics.get("plan") or (progress or {}).get("plan") or ""),
     )
 
 

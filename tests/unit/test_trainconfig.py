@@ -13,8 +13,8 @@ BASE = TrainConfig(base_model="org/model")
 
 # field: (lowest accepted, highest accepted, just below, just above); None where unbounded.
 BOUNDS = {
-    "epochs": ("1", "100", "0", "101"),
-    "lr": ("1e-9", "1", "0", "1.0001"),
+    "epochs": ("0", "100", "-1", "101"),  # 0: chosen from the data (auto_epochs)
+    "lr": ("0", "1", "-0.1", "1.0001"),  # 0: chosen from the model (auto_lr)
     "lora_r": ("1", "512", "0", "513"),
     "lora_alpha": ("0.001", "1e6", "0", None),
     "lora_dropout": ("0", "0.999", "-0.01", "1"),
@@ -82,9 +82,8 @@ def test_constructing_an_invalid_config_fails_and_a_valid_one_is_frozen() -> Non
     with pytest.raises(ValueError):
         BASE.epochs = 5  # type: ignore[misc]
     assert TrainConfig(**BASE.to_dict()) == BASE
-    assert (
-        TrainConfig.model_fields["epochs"].description
-        == "Passes over the training examples (early stopping may end sooner)."
+    assert str(TrainConfig.model_fields["epochs"].description).startswith(
+        "Passes over the training examples (early stopping may end sooner); 0: chosen from"
     )
 
 

@@ -24,11 +24,25 @@ from safetensors.torch import load_file
 
 from demo.synthetic import QUEUES, chat_example, ticket_examples, ticket_texts
 from demo.tinymodel import make_tiny_model
-from runner.core.trainconfig import Progress, TrainConfig, TrainingCancelled
+from runner.core.trainconfig import (
+    MIN_STEPS_PER_EPOCH,
+    Progress,
+    TrainConfig,
+    TrainingCancelled,
+    auto_batch_rows,
+    auto_epochs,
+    auto_lr,
+)
 from runner.ml.fastlora import CpuDropout
 from runner.ml.inference import generate, load_for_inference
 from runner.ml.loop import target_loss_sum, train
-from runner.ml.model import FALLBACK_CHAT_TEMPLATE, load_base_model, load_tokenizer, prepare_model
+from runner.ml.model import (
+    FALLBACK_CHAT_TEMPLATE,
+    load_base_model,
+    load_tokenizer,
+    parameter_count,
+    prepare_model,
+)
 from runner.ml.packing import IGNORE_INDEX, collate_rows, encode_chat, pack_best_fit
 from tests.training_support import base_weights_fingerprint
 
@@ -152,8 +166,8 @@ def test_validate_reports_every_problem_at_once() -> None:
     with pytest.raises(ValueError) as caught:
         TrainConfig(
             base_model=" ",
-            epochs=0,
-            lr=0.0,
+            epochs=-1,
+            lr=-0.1,
             lora_r=0,
             lora_dropout=1.0,
             max_len=4096,
@@ -165,8 +179,8 @@ def test_validate_reports_every_problem_at_once() -> None:
     message = str(caught.value)
     expected = [
         "base_model is empty",
-        "epochs must be at least 1",
-        "lr must be in (0, 1]",
+        "epochs must be 0 or more",
+        "lr must be in [0, 1]",
         "lora_r must be at least 1",
         "lora_dropout must be in [0, 1)",
         "batch_tokens (1024) must be at least max_len (4096)",
@@ -198,7 +212,7 @@ def test_from_overrides_parses_each_field_type() -> None:
         True,
     )
     assert config.target_modules == "q_proj"
-    assert base.epochs == 3 and base.quantize, "the base config must not change"
+    assert base.epochs == 0 and base.quantize, "the base config must not change"  # 0: chosen by the rule
     assert TrainConfig.from_overrides(base, {}) == base
 
 
@@ -520,3 +534,53 @@ def test_should_stop_cancels_without_writing(tiny_model: Path, tmp_path: Path) -
         train(config, examples, [], tmp_path / "out", should_stop=should_stop)
     assert not (tmp_path / "out").exists()
     assert not list(tmp_path.iterdir()), "no staging folder left behind"
+
+
+def test_settings_left_out_are_chosen_from_the_model_and_the_data(tiny_model: Path, tmp_path: Path) -> None:
+    config = TrainConfig(base_model=str(tiny_model), max_steps=2, gradient_checkpointing=False)
+    assert (config.epochs, config.lr, config.batch_tokens) == (0, 0.0, 0)  # 0: chosen by the rule
+    examples = [chat_example(SYSTEM, t, q) for t, q in ticket_examples(64, seed=1)]
+    result = train(config, examples, [], tmp_path / "adapter", progress=None)
+    resolved = json.loads((tmp_path / "adapter" / "train_config.json").read_text())
+    base_params = result.total_params - result.trainable_params
+    assert resolved["lr"] == auto_lr(base_params) == 1e-3  # a small model takes large LoRA steps
+    assert resolved["epochs"] == auto_epochs(64) == 3
+    rows = resolved["rows_per_micro_batch"]
+    assert resolved["batch_tokens"] == rows * resolved["row_len"]
+    assert resolved["steps_per_epoch"] >= min(MIN_STEPS_PER_EPOCH, 64 // rows)  # never one step an epoch
+    assert result.plan == resolved["plan"]
+    assert result.plan.startswith(
+        f"lr 0.001 (auto) · {resolved['batch_tokens']:,} tokens/step (auto) · 3 epochs"
+    )
+    named = TrainConfig(
+        base_model=str(tiny_model), max_steps=1, lr=3e-3, epochs=1, batch_tokens=512, max_len=512
+    )
+    given = train(named, examples, [], tmp_path / "given").plan
+    assert given.startswith("lr 0.003 · 512 tokens/step · 1 epoch ·") and "(auto)" not in given
+
+
+def test_the_rule_sizes_batches_for_steps_and_lr_for_the_model() -> None:
+    assert auto_batch_rows(rows_per_epoch=100, row_len=64, grad_accum_steps=1) == 6  # 16+ steps an epoch
+    assert auto_batch_rows(rows_per_epoch=10, row_len=64, grad_accum_steps=1) == 1  # as many as there are
+    assert auto_batch_rows(rows_per_epoch=10**6, row_len=64, grad_accum_steps=1) == 16384 // 64
+    assert auto_batch_rows(rows_per_epoch=10**6, row_len=64, grad_accum_steps=4) == 16384 // 64 // 4
+    assert [auto_lr(n) for n in (134_515_008, 1_500_000_000, 7_000_000_000)] == [1e-3, 5e-4, 2e-4]
+    assert [auto_epochs(n) for n in (250, 5_000, 50_000)] == [3, 2, 1]
+
+
+def test_total_params_counts_tied_embeddings_once() -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=1000,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    assert model.get_input_embeddings().weight is model.get_output_embeddings().weight
+    assert parameter_count(model) == sum(p.numel() for p in model.parameters())  # each tensor once
+    assert parameter_count(model) < 2 * 1000 * 32 + 32 * 64 * 3  # the shared 1000 x 32 once, not twice
