@@ -9,6 +9,7 @@ with ``set_adapter``, and evicts the least recently used adapter past `max_adapt
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import threading
@@ -136,21 +137,14 @@ class WarmModels:
 
         with self._lock:
             model, tokenizer = self._activate(ref)
-            if ref.adapter_dir is None and hasattr(model, "disable_adapter"):
-                with model.disable_adapter():
-                    return generate(
-                        model,
-                        tokenizer,
-                        conversations,
-                        max_new_tokens=max_new_tokens,
-                        batch_size=batch_size,
-                        scores=True,
-                    )
-            return generate(
-                model,
-                tokenizer,
-                conversations,
-                max_new_tokens=max_new_tokens,
-                batch_size=batch_size,
-                scores=True,
-            )
+            # The base model alone: the loaded adapters are switched off for this batch.
+            bare = ref.adapter_dir is None and hasattr(model, "disable_adapter")
+            with model.disable_adapter() if bare else contextlib.nullcontext():
+                return generate(
+                    model,
+                    tokenizer,
+                    conversations,
+                    max_new_tokens=max_new_tokens,
+                    batch_size=batch_size,
+                    scores=True,
+                )
