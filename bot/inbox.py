@@ -155,6 +155,11 @@ def mark_failed(engine: Engine, body: dict[str, Any], error: BaseException) -> N
     event_id = event_id_of(body)
     if not event_id:
         return
+    handling = _handling.get()
+    if handling is not None and handling.event_id == event_id:
+        # Settled here: the pool must not mark it done once the listener returns, which could land
+        # after a replay has claimed the event again and clobber that attempt's outcome.
+        handling.settled = True
     try:
         _settle(engine, event_id, EventStatus.FAILED, f"{type(error).__name__}: {error}"[:2000])
     except Exception:  # the database is away: the event stays pending, and is replayed all the same

@@ -188,6 +188,10 @@ def test_a_candidate_in_shadow_is_compared_on_live_messages_then_promoted(slack,
         assert slack.slash("shadow ticket-router v2").status == 200  # no pilot yet
         emulator.wait_for(lambda: any("Turn the pilot" in e["text"] for e in emulator.ephemerals()))
         assert slack.slash("pilot ticket-router on <#CPILOT|support>").status == 200
+        # Commands run concurrently after their acks, as Slack's do: the pilot is on once it says so.
+        emulator.wait_for(
+            lambda: any("turned on the pilot" in m["text"] for m in emulator.messages("CPILOT"))
+        )
         assert slack.slash("shadow ticket-router v2", user="UBOB").status == 200  # not the owner
         emulator.wait_for(lambda: any(e["user"] == "UBOB" for e in emulator.ephemerals()))
         assert slack.slash("shadow ticket-router v2").status == 200
