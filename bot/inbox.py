@@ -9,11 +9,14 @@ not counted, a reply never added. Here:
 2. :class:`InboxExecutor`, the pool that runs listeners' work after the ack (``bot/work.py``), marks
    the event ``done`` when its listener returns; the app's error handler marks it ``failed`` (with
    the error) when the listener raises. When the pool is full, the event's work is not started at
-   all: the event stays ``pending`` and is replayed.
-3. :class:`Sweeper`, a thread in every server process, replays through the same Bolt app each event
-   left ``pending`` or ``failed`` for longer than ``FTBOT_EVENT_REPLAY_AFTER`` seconds, until it has
-   been delivered ``FTBOT_EVENT_ATTEMPTS`` times. A replay is claimed by a compare-and-set on the
-   attempt count, so two replicas never replay the same event at once.
+   all: the event stays ``pending``, its delivery is not counted as an attempt, and the pool keeps
+   its id to replay it as soon as the pool is half empty again (a burst bigger than the pool is
+   only delayed, never dropped and never made to wait for the crash timeout below).
+3. :class:`Sweeper`, a thread in every server process, replays through the same Bolt app the events
+   the pool deferred, once it has room, and each event left ``pending`` or ``failed`` for longer
+   than ``FTBOT_EVENT_REPLAY_AFTER`` seconds (a crash), until it has been delivered
+   ``FTBOT_EVENT_ATTEMPTS`` times. A replay is claimed by a compare-and-set on the attempt count,
+   so two replicas never replay the same event at once.
 
 Listeners are idempotent (examples, votes and edits are keyed by Slack's own ids), so replaying an
 event whose work had in fact finished changes nothing.
@@ -166,13 +169,28 @@ def mark_failed(engine: Engine, body: dict[str, Any], error: BaseException) -> N
         log.exception("could not mark an event failed", extra={"event_id": event_id})
 
 
+_GIVE_BACK_ATTEMPT = (
+    update(_EVENTS)
+    .where(
+        _EVENTS.c.event_id == bindparam("event"),
+        _EVENTS.c.status == EventStatus.PENDING,
+        _EVENTS.c.attempts > 0,
+    )
+    .values(attempts=_EVENTS.c.attempts - 1)
+)
+# Deferred event ids a process keeps in memory at most; beyond that, the sweeper's crash timeout
+# replays the rest from the database (they are pending there all the same).
+MAX_DEFERRED = 10_000
+
+
 class InboxExecutor(ThreadPoolExecutor):
     """The listener pool: an event's listener, once it returns, marks the event done.
 
     It is bounded: `saturated` says when ``capacity`` pieces of work are waiting or running, and
-    `bot.work` then starts no more (a request is told to try again; an event is left for replay).
-    The check and the submit are not one step, so the load can pass ``capacity`` by at most the
-    number of request threads dispatching at that moment.
+    `bot.work` then starts no more (a request is told to try again; an event is `defer`-red for a
+    replay once the pool is half empty, which sets `room`). The check and the submit are not one
+    step, so the load can pass ``capacity`` by at most the number of request threads dispatching
+    at that moment.
     """
 
     def __init__(self, engine: Engine, max_workers: int = 5, capacity: int = 1_000) -> None:
@@ -181,6 +199,9 @@ class InboxExecutor(ThreadPoolExecutor):
         self.capacity = capacity
         self._load = 0
         self._load_lock = threading.Lock()
+        self._deferred: list[str] = []
+        self.room = threading.Event()
+        """Set when events were deferred and the pool is half empty again: the sweeper replays them."""
 
     @property
     def load(self) -> int:
@@ -194,6 +215,37 @@ class InboxExecutor(ThreadPoolExecutor):
     def _count(self, delta: int) -> None:
         with self._load_lock:
             self._load += delta
+            if self._deferred and self._load <= self.capacity // 2:
+                self.room.set()
+
+    def defer(self) -> None:
+        """The pool is full: leave the event being dispatched (if any) pending, give back the
+        attempt its delivery counted, and keep its id for a replay once there is room."""
+        event_id = _dispatching.get()
+        _dispatching.set(None)
+        if event_id is None:
+            return
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(_GIVE_BACK_ATTEMPT, {"event": event_id})
+        except Exception:  # the database is away: the crash timeout replays it, one attempt spent
+            log.exception("could not defer an event", extra={"event_id": event_id})
+            return
+        with self._load_lock:
+            if len(self._deferred) < MAX_DEFERRED:
+                self._deferred.append(event_id)
+
+    def defer_again(self, event_ids: Sequence[str]) -> None:
+        """Put deferred events back, ahead of the others, for the next time there is room."""
+        with self._load_lock:
+            self._deferred[:0] = event_ids
+
+    def take_deferred(self) -> list[str]:
+        """The deferred event ids, oldest first, handed over once (clears `room`)."""
+        with self._load_lock:
+            taken, self._deferred = self._deferred, []
+            self.room.clear()
+        return taken
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         event_id = _dispatching.get()
@@ -227,25 +279,36 @@ def _signed_headers(secret: str, body: str) -> dict[str, str]:
     return {"x-slack-request-timestamp": timestamp, "x-slack-signature": f"v0={digest}"}
 
 
-def replay_due(app: App, engine: Engine, settings: Settings) -> int:
-    """Replay every event that is due (see the module docstring); returns how many were replayed."""
+def replay_due(app: App, engine: Engine, settings: Settings, deferred: Sequence[str] = ()) -> int:
+    """Replay every event that is due (see the module docstring); returns how many were replayed.
+
+    With `deferred` (event ids the pool deferred), those events are replayed now, whatever their age.
+    """
     due_before = utcnow() - timedelta(seconds=settings.ftbot_event_replay_after)
     attempted, received = col(ProcessedEvent.attempted_at), col(ProcessedEvent.received_at)
+    query = (
+        select(ProcessedEvent.event_id, ProcessedEvent.attempts, ProcessedEvent.body)
+        .where(col(ProcessedEvent.status).in_([EventStatus.PENDING, EventStatus.FAILED]))
+        .where(col(ProcessedEvent.body).is_not(None))
+        .where(col(ProcessedEvent.attempts) < settings.ftbot_event_attempts)
+        .order_by(col(ProcessedEvent.received_at))
+    )
+    if deferred:
+        query = query.where(col(ProcessedEvent.event_id).in_(list(deferred)))
+    else:
+        query = query.where(
+            or_(attempted < due_before, and_(attempted.is_(None), received < due_before))
+        ).limit(500)
     with session_scope(engine) as session:
-        rows = session.exec(
-            select(ProcessedEvent.event_id, ProcessedEvent.attempts, ProcessedEvent.body)
-            .where(col(ProcessedEvent.status).in_([EventStatus.PENDING, EventStatus.FAILED]))
-            .where(col(ProcessedEvent.body).is_not(None))
-            .where(col(ProcessedEvent.attempts) < settings.ftbot_event_attempts)
-            .where(or_(attempted < due_before, and_(attempted.is_(None), received < due_before)))
-            .order_by(col(ProcessedEvent.received_at))
-            .limit(500)
-        ).all()
+        rows = session.exec(query).all()
     replayed = 0
     pool = app.listener_runner.listener_executor
-    for event_id, attempts, document in rows:
+    for index, (event_id, attempts, document) in enumerate(rows):
         if isinstance(pool, InboxExecutor) and pool.saturated:
-            break  # a replay now would only be left pending again, spending one of its attempts
+            # A replay now would only be deferred again: the rest wait for the next room.
+            if deferred:
+                pool.defer_again([row[0] for row in rows[index:]])
+            break
         body = json.dumps(document, separators=(",", ":"))
         with session_scope(engine) as session:
             claimed = session.execute(
@@ -273,22 +336,35 @@ def replay_due(app: App, engine: Engine, settings: Settings) -> int:
 
 
 class Sweeper(threading.Thread):
-    """Replays due events at start and then every ``interval`` seconds, until stopped."""
+    """Replays due events at start and then every ``interval`` seconds, and the events the pool
+    deferred as soon as it has room, until stopped."""
 
     def __init__(self, app: App, engine: Engine, settings: Settings, interval: float = 30.0) -> None:
         super().__init__(name="ftbot-event-sweeper", daemon=True)
         self.app, self.engine, self.settings = app, engine, settings
         self.interval = min(interval, max(settings.ftbot_event_replay_after, 1.0))
         self.stopped = threading.Event()
+        executor = app.listener_runner.listener_executor
+        self.pool = executor if isinstance(executor, InboxExecutor) else None
+
+    def _replay(self, deferred: Sequence[str] = ()) -> None:
+        try:
+            replay_due(self.app, self.engine, self.settings, deferred)
+        except Exception:
+            log.exception("event replay failed; trying again later")
 
     def run(self) -> None:
-        while True:
-            try:
-                replay_due(self.app, self.engine, self.settings)
-            except Exception:
-                log.exception("event replay failed; trying again later")
-            if self.stopped.wait(self.interval):
-                return
+        next_sweep = time.monotonic()
+        while not self.stopped.is_set():
+            if time.monotonic() >= next_sweep:
+                self._replay()
+                next_sweep = time.monotonic() + self.interval
+            if self.pool is not None and self.pool.room.is_set() and (deferred := self.pool.take_deferred()):
+                self._replay(deferred)
+            wake = self.pool.room if self.pool is not None else self.stopped
+            wake.wait(max(0.0, next_sweep - time.monotonic()))
 
     def stop(self) -> None:
         self.stopped.set()
+        if self.pool is not None:
+            self.pool.room.set()

@@ -17,7 +17,8 @@ thread and answers Slack when it returns) and every listener is registered throu
   when it raises, as `bot.inbox` describes.
 * The pool is bounded (``FTBOT_WORK_QUEUE``). When it is full, no work is started: a slash command
   or a modal is told at once, in its ack, to try again; a button's or shortcut's person is told
-  through its ``response_url``; an event is acknowledged and left pending, and the inbox replays it.
+  through its ``response_url``; an event is acknowledged and left pending, and the inbox replays it
+  as soon as the pool has room again (`bot.inbox`).
 
 Work functions take the same arguments Bolt gives listeners (by name: ``body``, ``client``,
 ``context``, ``respond``, …) and run with the very request Bolt parsed. One that still calls
@@ -92,7 +93,8 @@ def _refuse_busy(request: BoltRequest, context: BoltContext) -> None:
     log.warning("work pool full: request refused", extra={"request_kind": kind})
     ack = context.ack
     if body.get("type") == "event_callback":
-        return  # acknowledged by Bolt; the event stays pending and is replayed
+        deps_of(context).pool.defer()  # acknowledged by Bolt; replayed once the pool has room
+        return
     if body.get("command"):
         ack(response_type="ephemeral", text=BUSY)
     elif body.get("type") == "view_submission" and (block_id := _first_input_block(body)):

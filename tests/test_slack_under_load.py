@@ -156,6 +156,45 @@ def test_a_full_work_pool_tells_people_to_try_again_and_leaves_events_for_replay
     wait_until(lambda: event_row(engine, "EvBusy0001").status is EventStatus.DONE, what="the replay")
 
 
+def test_events_a_full_pool_deferred_are_replayed_once_it_has_room_without_spending_an_attempt(
+    small_pool, emulator, engine, settings
+):
+    slack: SlackPeople = small_pool.slack
+    # The crash timeout is an hour away: only the pool's own deferral can bring these events back.
+    sweeper = inbox.Sweeper(
+        small_pool.app, engine, settings.model_copy(update={"ftbot_event_replay_after": 3600.0})
+    )
+    sweeper.start()
+    releases = [emulator.hold_next("chat.postEphemeral") for _ in range(2)]
+    try:
+        assert slack.slash("history").status == 200
+        emulator.wait_for(lambda: "chat.postEphemeral" in emulator.held, what="the held call")
+        assert slack.slash("history").status == 200  # the pool is full
+        refused = []
+        for n in range(3):
+            message = emulator.post_user_message("CGENERAL", f"lunch {n}?", "UALICE")
+            event_id = f"EvDefer000{n}"
+            assert slack.react("CGENERAL", message["ts"], "tada", "UBOB", event_id=event_id).status == 200
+            refused.append(event_id)
+        rows = [event_row(engine, event_id) for event_id in refused]
+        assert [(r.status, r.attempts) for r in rows] == [(EventStatus.PENDING, 0)] * 3, "not yet delivered"
+        assert not sweeper.pool.room.is_set()
+    finally:
+        for release in releases:
+            release.set()
+    try:
+        for event_id in refused:
+            wait_until(
+                lambda e=event_id: event_row(engine, e).status is EventStatus.DONE,
+                what=f"{event_id} replayed",
+            )
+        assert [event_row(engine, e).attempts for e in refused] == [1, 1, 1], "one delivery each"
+    finally:
+        sweeper.stop()
+        sweeper.join(timeout=10)
+    assert not sweeper.is_alive()
+
+
 def projects_named(engine, name: str) -> list[Any]:
     with session_scope(engine) as session:
         return [p for p in projects.list_projects(session) if p.name == name]
