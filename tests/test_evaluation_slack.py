@@ -84,6 +84,17 @@ def test_train_evaluate_promote_and_roll_back_from_chat(
     assert "Production v1" in json.dumps(
         second["blocks"]
     )  # production's score is shown beside the candidate's
+    with session_scope(engine) as session:
+        v2 = session.exec(select(ModelVersion).where(ModelVersion.number == 2)).one()
+        again = v2.evaluation
+        assert v2.snapshot_id == v1.snapshot_id
+    # Same snapshot, same base model: the baselines' answers are v1's, not computed again.
+    assert again["baselines_key"] == report["baselines_key"]
+    for name in ("base", "base_k_shot", "classical"):
+        assert again["systems"][name]["reused_from"] == 1
+        assert again["systems"][name]["predicted"] == systems[name]["predicted"]
+        assert again["systems"][name]["ci"] == systems[name]["ci"]
+    assert "reused_from" not in systems["base"] and "reused_from" not in again["systems"]["candidate"]
 
     # a failing deploy hook: production stays on v1 and the presser is told why
     training_settings.ftbot_deploy_hook = "echo inference server refused >&2; exit 3"

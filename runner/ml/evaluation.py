@@ -20,11 +20,17 @@ baseline is advice, not a promote criterion (ftbot serves LLM adapters): when it
 candidate's interval the summary says that a small classifier does as well. The report is stored on
 the version, drawn as a chart and posted to the project thread with Promote / Rollback / Discard
 buttons. torch is imported only inside the functions that run a model.
+
+The baselines' answers depend only on their inputs (the base model, quantization, prompts, labels
+and the train split), never on the candidate: a later version evaluated on the same inputs (the
+same snapshot, the same base model) reuses the earlier version's baseline rows (``reused_from``)
+instead of running the base model again. `baselines_key` fingerprints those inputs.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from runner.core import basemodels
 from runner.core.config import Settings
@@ -308,9 +314,10 @@ def verdict(
     name = candidate["headline_name"]
     for reference_name, _, comparison in references:
         if not comparison.better:
+            worse = comparison.ci_high < 0  # the whole interval below zero: worse beyond noise
             why = (
-                f"{name} is not better than {reference_name} beyond noise "
-                f"(Δ {comparison.mean_diff:+.2f}, "
+                f"{name} is {'worse than' if worse else 'not better than'} {reference_name}"
+                f"{'' if worse else ' beyond noise'} (Δ {comparison.mean_diff:+.2f}, "
                 f"95% CI {comparison.ci_low:+.2f} to {comparison.ci_high:+.2f})"
             )
             return {"promote": False, "reason": why}
@@ -339,6 +346,58 @@ TITLES = {
     "production": "Production v{version}",
     "candidate": "Candidate",
 }
+
+
+BASELINES = ("base", "base_k_shot", "classical")
+
+
+def baselines_key(data: EvalData, base_model: str, quantize: bool) -> str:
+    """A fingerprint of everything the baselines' answers depend on: equal keys, equal answers."""
+    _, k_shot = k_shot_prompts(data)
+    inputs = {
+        "base_model": base_model,
+        "quantize": quantize,
+        "task_type": str(data.task_type),
+        "labels": data.labels,
+        "zero_shot": [s.conversation for s in data.samples],
+        "references": [s.reference for s in data.samples],
+        "k_shot": k_shot,
+        "train": [(t.text, t.answer) for t in data.train],
+        "few_shot_per_label": baselines.FEW_SHOT_PER_LABEL,
+        "max_new_tokens": MAX_NEW_TOKENS,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def reusable_baselines(
+    session: Session, version: ModelVersion, key: str
+) -> dict[str, dict[str, Any] | None] | None:
+    """The baseline rows of an earlier evaluation of the same project with the same inputs, or None."""
+    earlier = session.exec(
+        select(ModelVersion)
+        .where(ModelVersion.project_id == version.project_id)
+        .where(ModelVersion.snapshot_id == version.snapshot_id)
+        .where(col(ModelVersion.id) != version.id)
+        .order_by(col(ModelVersion.id).desc())
+    ).all()
+    for other in earlier:
+        report = other.evaluation or {}
+        if report.get("baselines_key") != key:
+            continue
+        systems = report.get("systems") or {}
+        reused: dict[str, dict[str, Any] | None] = {}
+        for name in BASELINES:
+            row = systems.get(name)
+            reused[name] = (
+                None
+                if row is None
+                else {
+                    **{k: v for k, v in row.items() if k not in ("ci", "title")},
+                    "reused_from": row.get("reused_from") or other.number,
+                }
+            )
+        return reused
+    return None
 
 
 def _baselines(
@@ -432,7 +491,12 @@ def evaluate_version(
         raise ValueError("The snapshot has no held-out example to evaluate on.")
     task_type, samples, labels = data.task_type, data.samples, data.labels
     conversations = [s.conversation for s in samples]
-    systems = _baselines(data, base_model, quantize, batch_size, fields)
+    key = baselines_key(data, base_model, quantize)
+    with session_scope(engine) as session:
+        stored_version = session.get(ModelVersion, version_id)
+        assert stored_version is not None
+        reused = reusable_baselines(session, stored_version, key)
+    systems = reused if reused is not None else _baselines(data, base_model, quantize, batch_size, fields)
     systems["production"] = None
     if prod_info is not None:
         number, prod_base, prod_artifact, prod_quantize = prod_info
@@ -481,6 +545,7 @@ def evaluate_version(
         "task_type": task_type,
         "n_examples": len(samples),
         "n_train": len(data.train),
+        "baselines_key": key,
         "headline_name": candidate["headline_name"],
         "systems": systems,
         "candidate": {"headline": candidate["headline"]},

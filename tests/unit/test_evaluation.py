@@ -56,6 +56,20 @@ def test_extraction_k_shot_prompts_show_a_few_solved_train_examples() -> None:
     )
     shots, prompts = evaluation.k_shot_prompts(data)
     assert len(shots) == baselines.FEW_SHOT_EXAMPLES and set(shots) <= set(train)
+    # The baselines' fingerprint: what their answers depend on, and nothing else.
+    key = evaluation.baselines_key(data, "smollm2-135m", True)
+    assert key == evaluation.baselines_key(data, "smollm2-135m", True)
+    assert key != evaluation.baselines_key(data, "smollm2-360m", True)
+    assert key != evaluation.baselines_key(data, "smollm2-135m", False)
+    fewer = evaluation.EvalData(
+        project=project, task_type="extraction", samples=samples[1:], train=train, labels=[]
+    )
+    assert key != evaluation.baselines_key(fewer, "smollm2-135m", True)
+    other_train = [*train[:-1], baselines.Solved("order 9 for bob", json.dumps({"order": "9"}))]
+    retrained = evaluation.EvalData(
+        project=project, task_type="extraction", samples=samples, train=other_train, labels=[]
+    )
+    assert key != evaluation.baselines_key(retrained, "smollm2-135m", True)
     assert all(len(p) == 2 + 2 * len(shots) for p in prompts)
     assert evaluation.k_shot_prompts(data) == (shots, prompts)
     empty = evaluation.EvalData(project=project, task_type="extraction", samples=samples, train=[], labels=[])
@@ -87,6 +101,14 @@ def test_the_verdict_compares_with_the_best_prompted_baseline() -> None:
     assert base is not None
     against_base = metrics.paired_bootstrap(base["per_example"], candidate["per_example"])
     assert evaluation.verdict(candidate, [("zero-shot", base, against_base)], [])["promote"]
+    # A candidate whose whole interval lies below the baseline's is called worse, not "not better".
+    weak = system(0.2, [1.0] * 2 + [0.0] * 8, headline_name="accuracy", per_label={})
+    behind = metrics.paired_bootstrap(base_k_shot["per_example"], weak["per_example"])
+    assert behind.ci_high < 0
+    worse = evaluation.verdict(weak, [("the best baseline", base_k_shot, behind)], [])
+    assert not worse["promote"] and worse["reason"].startswith(
+        "accuracy is worse than the best baseline (Δ -0.60"
+    )
     # A tie between the prompted baselines goes to the simpler prompt.
     assert evaluation.best_baseline({**systems, "base_k_shot": system(0.1, [0.0] * 10)}) == "base"
 
