@@ -16,8 +16,14 @@ of the tests (``tests/slack_emulator.py``) receiving the suggestions.
   measured: light (0.5×) and heavy (2×). Not included: Slack → bot (the event's ack and its
   listener) and Redis → worker (RQ's dequeue), a few milliseconds each.
 
+``--base-model smollm2-135m`` measures the real base model instead (pulled first with
+``ftbot models pull smollm2-135m``; float32 on the CPU, ``quantize=false``), with the adapter given by
+``--adapter`` (a trained version's artifact folder, e.g. the demo's v1) or a random one of rank 16 on
+every linear layer, and the shipped realistic support tickets as messages.
+
     .venv/bin/python bench/pilot_latency.py                    # ~1-2 min on 2 idle cores
     .venv/bin/python bench/pilot_latency.py --messages 96 --json pilot.json
+    .venv/bin/python bench/pilot_latency.py --base-model smollm2-135m --messages 32 --batch 8
 """
 
 from __future__ import annotations
@@ -50,22 +56,42 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def build(folder: Path) -> tuple[Path, Path]:
-    """The tiny base model and a random LoRA adapter for it."""
+def build(folder: Path, base_model: str | None, adapter: Path | None) -> tuple[Path, Path]:
+    """The base model (the tiny random one, or a pulled one) and a LoRA adapter for it."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     from demo import synthetic
     from demo.tinymodel import make_tiny_model
+    from runner.core import basemodels
+    from runner.core.config import load_settings
 
-    base = make_tiny_model(folder / "model", synthetic.ticket_texts(2000) + [INSTRUCTIONS])
+    if base_model is None:
+        base = make_tiny_model(folder / "model", synthetic.ticket_texts(2000) + [INSTRUCTIONS])
+        lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    else:
+        base = Path(basemodels.resolve(base_model, load_settings().ftbot_models_dir))
+        lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
+    if adapter is not None:
+        return base, adapter
     torch.manual_seed(1)
     model = AutoModelForCausalLM.from_pretrained(str(base))
-    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    adapter = folder / "adapter"
-    get_peft_model(model, lora).save_pretrained(str(adapter))
-    return base, adapter
+    random_adapter = folder / "adapter"
+    get_peft_model(model, lora).save_pretrained(str(random_adapter))
+    return base, random_adapter
+
+
+def messages(real: bool, n: int) -> list[str]:
+    """Message texts: the shipped realistic tickets for a real model, synthetic ones for the tiny."""
+    if not real:
+        from demo import synthetic
+
+        return synthetic.ticket_texts(n)
+    from importlib.resources import files
+
+    lines = (files("demo") / "data" / "support_tickets.jsonl").read_text().splitlines()
+    return [json.loads(line)["input"] for line in lines]
 
 
 def main() -> int:
@@ -75,6 +101,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="throughput passes per mode")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument(
+        "--base-model", help="a pulled base model (e.g. smollm2-135m) instead of the tiny one"
+    )
+    parser.add_argument("--adapter", type=Path, help="a trained adapter folder for --base-model")
     args = parser.parse_args()
 
     import torch
@@ -82,7 +112,6 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from sqlmodel import col, select
 
-    from demo import synthetic
     from runner.core.config import Settings
     from runner.core.db import make_engine, session_scope, upgrade
     from runner.core.models import ModelVersion, Prediction, Snapshot
@@ -103,7 +132,8 @@ def main() -> int:
         SlackEmulator(bot_token="xoxb-bench", scopes=manifest_bot_scopes()) as emu,
     ):
         folder = Path(tmp)
-        base, adapter = build(folder)
+        base, adapter = build(folder, args.base_model, args.adapter)
+        print(f"model: {base}, adapter {adapter}")
         emu.add_channel(CHANNEL, "support")
         settings = Settings(
             slack_bot_token="xoxb-bench",
@@ -150,7 +180,7 @@ def main() -> int:
                 by="bench",
             )
         backend = LocalBackend(max_adapters=4)
-        tickets = synthetic.ticket_texts(max(args.messages, 64) * 4)
+        tickets = messages(args.base_model is not None, max(args.messages, 64) * 4)
         counter = iter(range(10**9))
 
         def arrive(text: str) -> int:
