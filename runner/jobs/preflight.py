@@ -5,7 +5,10 @@ Torch-free, so the bot computes it when `/finetune train` is asked. The figures 
 
 * **Tokens** from the characters of the chat records the job will train on, at
   :data:`CHARS_PER_TOKEN` characters a token (BPE tokenizers of English chat text give 3.5–4.5),
-  each example cut at ``max_len``; times the epochs, or ``max_steps × batch_tokens`` when smaller.
+  each example cut at ``max_len``; times the epochs, or ``max_steps`` steps' worth when smaller.
+  Where the rule picks the epochs or the batch size (0 in the config), the estimate applies the
+  same rule (`runner.core.trainconfig`): its epochs for this many examples, and batches of an
+  epoch's tokens over :data:`~runner.core.trainconfig.MIN_STEPS_PER_EPOCH` steps at most.
 * **Throughput** measured: the median real tokens/s of the last finished runs of the same base model
   and process count (``metrics.tokens_per_s``, the training loop's own figure); without any, a
   documented default (:data:`DEFAULT_TOKENS_PER_S`) scaled by the model's size when it is known.
@@ -30,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.core.trainconfig import TrainConfig
+from runner.core.trainconfig import MAX_AUTO_BATCH_TOKENS, MIN_STEPS_PER_EPOCH, TrainConfig, auto_epochs
 
 CHARS_PER_TOKEN = 4.0
 # Real tokens/s of a ~135M-parameter base on one worker with no history: the CPU figure measured on
@@ -140,9 +143,10 @@ def estimate(
     """
     counts = example_tokens(records, config.max_len)
     per_epoch = sum(counts)
-    tokens = per_epoch * config.epochs
+    tokens = per_epoch * (config.epochs or auto_epochs(len(counts)))
     if config.max_steps:
-        tokens = min(tokens, config.max_steps * config.batch_tokens)
+        per_step = config.batch_tokens or min(MAX_AUTO_BATCH_TOKENS, -(-per_epoch // MIN_STEPS_PER_EPOCH))
+        tokens = min(tokens, config.max_steps * per_step)
     measured = [
         float(m["tokens_per_s"])
         for m in list(history)[:HISTORY_RUNS]

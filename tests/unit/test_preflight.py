@@ -37,6 +37,12 @@ def test_tokens_come_from_the_characters_cut_at_max_len_times_the_epochs() -> No
     assert (found.examples, found.tokens) == (3, 3 * 3148)
     capped = preflight.estimate(config(epochs=3, max_len=2048, max_steps=1, batch_tokens=4096), records)
     assert capped.tokens == 4096
+    # Epochs and batch size left to the rule: the estimate applies the rule (3 epochs under 1,000
+    # examples; an epoch's tokens over at least 16 steps).
+    auto = preflight.estimate(config(epochs=0, max_len=2048, batch_tokens=0), records)
+    assert auto.tokens == 3 * 3148
+    auto_capped = preflight.estimate(config(epochs=0, max_len=2048, batch_tokens=0, max_steps=2), records)
+    assert auto_capped.tokens == 2 * -(-3148 // 16)
 
 
 def test_measured_throughput_wins_over_the_default_and_sets_time_and_gpu_hours() -> None:
