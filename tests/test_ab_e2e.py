@@ -21,11 +21,22 @@ import re
 from typing import Any
 
 import pytest
+from redis import Redis
 from sqlmodel import select
 
 from runner.core.db import session_scope
-from runner.core.models import AuditEntry, Comparison, ComparisonStatus, Snapshot, SnapshotExample, Split
+from runner.core.models import (
+    AuditEntry,
+    Comparison,
+    ComparisonStatus,
+    Prediction,
+    PredictionStatus,
+    Snapshot,
+    SnapshotExample,
+    Split,
+)
 from runner.data import abtest, projects
+from runner.jobs.queues import PREDICT_QUEUE, queue
 from runner.registry import abtests, versions
 from tests.fake_openai import FakeInferenceServer
 from tests.pilot_support import PROJECT, make_project, react, right_label
@@ -141,7 +152,7 @@ def audit_rows(engine, action: str) -> list[AuditEntry]:
         return list(rows)
 
 
-@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
 def test_blind_ab_hidden_until_close_result_on_summary_and_promote_gate(
     bot, slack, emulator, engine, settings, database_url
 ):
@@ -166,7 +177,8 @@ def test_blind_ab_hidden_until_close_result_on_summary_and_promote_gate(
             ),
             what="the refusal",
         )
-        assert slack.slash("compare ticket-router v2 v1 n=4 votes=3", response_key="start").status == 200
+        ack = slack.slash("compare ticket-router v2 v1 n=4 votes=3", response_key="start")
+        assert ack.status == 200 and not ack.body  # the ack is empty: everything comes after it
         header = emulator.wait_for(lambda: channel_message(emulator, "Blind A/B #1 of"), what="the header")
         assert "held-out examples" in header["text"]
         run_worker_burst(settings, database_url, emulator, queues="predict")
@@ -304,7 +316,12 @@ def test_blind_ab_hidden_until_close_result_on_summary_and_promote_gate(
     text2 = json.dumps(result2, ensure_ascii=False)
     assert "v3: won 100% of 2 votes" in text2 and "v1: won 25% of 2 votes" in text2
     assert "v2: won 25% of 2 votes" in text2 and "Bradley–Terry" in text2
-    assert any(r.user_id == "ftbot" and "close" in r.target for r in audit_rows(engine, "compare"))
+    compare_audit = audit_rows(engine, "compare")
+    assert any(r.user_id == "ftbot" and "close" in r.target for r in compare_audit)
+    assert [r.detail for r in compare_audit if r.allowed and r.target == "blind A/B"] == [
+        "#1: v2 v1",
+        "#2: v3 v2 v1",
+    ]
 
     # --- v3 won against production: promote goes through -------------------------------------------
     v3_now = next(m for m in emulator.messages("CGENERAL") if m["ts"] == v3_summary["ts"])
@@ -314,3 +331,64 @@ def test_blind_ab_hidden_until_close_result_on_summary_and_promote_gate(
     slack.press(v3_now, "Promote v3", user="UALICE")
     emulator.wait_for(lambda: channel_message(emulator, "v3 is in production"), what="v3 promoted")
     assert production(engine) == 3
+
+
+def said(emulator) -> str:
+    """Everything ftbot told people privately so far (ephemerals and response URLs)."""
+    return json.dumps([*emulator.ephemerals(), *emulator.responses()], ensure_ascii=False)
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_compare_refuses_bad_requests_clearly_and_takes_pilot_messages_when_asked(
+    bot, slack, emulator, engine, settings
+):
+    make_project(engine, settings, count=3, reviewers=("UBOB", "UCAROL"))
+    refusals = {
+        "compare ticket-router v1": "Usage: `/finetune compare",
+        "compare ticket-router v1 v1": "two or more different versions",
+        "compare ticket-router v1 v9": "has no v9",
+        "compare ticket-router v1 v2 v3 n=2": "n must be between 3",
+        "compare ticket-router v1 v2 n=lots": "n= takes a whole number",
+        "compare ticket-router v1 v2 from=web": "from= takes heldout or pilot",
+        "compare ticket-router v1 v2 colour=red": "I did not understand `colour=red`",
+        "compare ticket-router v1 v2": "too few held-out examples of the latest snapshot or recent pilot",
+        "compare ticket-router v1 v2 from=pilot": "too few recent pilot messages",
+        "compare close 7": "no blind A/B #7",
+        "settings ticket-router require-ab maybe": "Usage: `/finetune settings",
+    }
+    for text, expected in refusals.items():
+        assert slack.slash(text).status == 200
+        emulator.wait_for(lambda expected=expected: expected in said(emulator), what=expected)
+    with session_scope(engine) as session:
+        assert session.exec(select(Comparison)).all() == []
+
+    # Three pilot messages (one delivered twice, so asked of two versions) become the inputs.
+    with session_scope(engine) as session:
+        project = projects.get_project(session, PROJECT)
+        v1 = versions.get_version(session, project, 1)
+        v2 = versions.get_version(session, project, 2)
+        texts = ["the invoice is wrong", "the app crashes", "my parcel is late"]
+        for i, text in enumerate(texts):
+            for version in (v1, v2) if i == 0 else (v1,):
+                session.add(
+                    Prediction(
+                        project_id=project.id,
+                        version_id=version.id,
+                        channel_id="CPILOT",
+                        message_ts=f"1700000100.00000{i}",
+                        input_text=text,
+                        status=PredictionStatus.DONE,
+                        shadow=version is v2,
+                    )
+                )
+    assert slack.slash("compare ticket-router v1 v2 n=3 from=pilot").status == 200
+    header = emulator.wait_for(lambda: channel_message(emulator, "of ticket-router:"), what="the header")
+    assert "3 recent pilot messages" in header["text"]
+    emulator.wait_for(lambda: "started in" in said(emulator), what="the owner told")
+    with session_scope(engine) as session:
+        (started,) = session.exec(select(Comparison)).all()
+        inputs = sorted(item.input_text for item in abtests.items(session, started.id))
+        asked = session.exec(select(Prediction).where(Prediction.message_ts.startswith("ab:"))).all()  # type: ignore[attr-defined]
+    assert inputs == sorted(texts) and started.source == "pilot" and started.votes_needed == 2
+    assert len(asked) == 6 and {p.status for p in asked} == {PredictionStatus.QUEUED}
+    assert queue(PREDICT_QUEUE, Redis.from_url(settings.redis_url)).count == 6  # put on the queue
