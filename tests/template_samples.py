@@ -351,6 +351,10 @@ SAMPLES.update(
                         if i
                         else ":test_tube: Pilot on in <#CPILOT> · v2: 4/12 accepted (33%, 95% CI 14–61%, "
                         "offline 90%) · :rotating_light: acceptance alert open on v2",
+                        "ab": None
+                        if i
+                        else ":ab: Blind A/B #2: v3 won 100% of 2 votes (95% CI 100–100%) · v2 won 25% of "
+                        "2 votes (95% CI 0–50%) · promote requires a won blind A/B against production",
                     }
                     for i in range(30)
                 ],
@@ -749,6 +753,9 @@ STRESS: dict[str, list[dict[str, Any]]] = {
                         ["v1000000: 1000000/1000000 accepted (100%, 95% CI 100–100%, offline 100%)"] * 3
                     )
                     + " · :rotating_light: acceptance alert open on v1000000" * 3,
+                    "ab": f":ab: Blind A/B #{10**7}: "
+                    + " · ".join(["v1000000 won 100% of 10,000,000 votes (95% CI 100–100%)"] * 5)
+                    + " · promote requires a won blind A/B against production",
                 }
                 for i in range(30)
             ],

@@ -332,6 +332,14 @@ def test_blind_ab_hidden_until_close_result_on_summary_and_promote_gate(
     emulator.wait_for(lambda: channel_message(emulator, "v3 is in production"), what="v3 promoted")
     assert production(engine) == 3
 
+    # --- App Home shows the latest comparison and the rule --------------------------------------------
+    slack.event({"type": "app_home_opened", "user": "UALICE", "channel": "D1", "tab": "home"})
+    home = json.dumps(
+        emulator.wait_for(lambda: emulator.home_view("UALICE"), what="home"), ensure_ascii=False
+    )
+    assert "Blind A/B #2: v3 won 100% of 2 votes" in home
+    assert "promote requires a won blind A/B against production" in home
+
 
 def said(emulator) -> str:
     """Everything ftbot told people privately so far (ephemerals and response URLs)."""

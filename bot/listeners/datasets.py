@@ -775,7 +775,8 @@ def on_home(event: dict[str, Any], client: WebClient, context: BoltContext) -> N
                 rows,
                 [numbers.get(a.version_id, 0) for a in alerts],
             )
+        ab = {p.name: line for p in shown if (line := abtests.home_line(session, p))}
         view = payloads.home(
-            [gates.project_stats(session, p) for p in shown], total=len(every), pilots=pilots
+            [gates.project_stats(session, p) for p in shown], total=len(every), pilots=pilots, ab=ab
         )
     call(client, "views_publish", user_id=event["user"], view=view)

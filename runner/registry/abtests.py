@@ -475,6 +475,28 @@ def describe_rate(rate: float | None, interval: list[float] | None, votes: int) 
     return text
 
 
+def home_line(session: Session, project: Project) -> str | None:
+    """For App Home: the project's latest closed comparison (each version's win rate) and whether
+    promote requires a won one; None when there is neither."""
+    latest = session.exec(
+        select(Comparison)
+        .where(Comparison.project_id == project.id, Comparison.status == ComparisonStatus.CLOSED)
+        .order_by(col(Comparison.closed_at).desc(), col(Comparison.id).desc())
+    ).first()
+    parts = []
+    if latest is not None and latest.result:
+        rows = sorted(latest.result.get("versions", []), key=lambda r: -(r["win_rate"] or 0))
+        parts.append(
+            f":ab: Blind A/B #{latest.id}: "
+            + " · ".join(
+                f"v{r['version']} {describe_rate(r['win_rate'], r['ci'], r['votes'])}" for r in rows[:5]
+            )
+        )
+    if project.require_ab:
+        parts.append("promote requires a won blind A/B against production")
+    return " · ".join(parts) if parts else None
+
+
 def set_require_ab(session: Session, project: Project, *, enabled: bool) -> Project:
     project.require_ab = enabled
     session.add(project)

@@ -200,10 +200,14 @@ def gate_line(gate: Gate) -> str:
 
 
 def home(
-    all_stats: Sequence[ProjectStats], total: int | None = None, pilots: dict[str, str] | None = None
+    all_stats: Sequence[ProjectStats],
+    total: int | None = None,
+    pilots: dict[str, str] | None = None,
+    ab: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The App Home tab: every project (up to a limit, then how many more of `total`) with its gates,
-    and, for projects in a pilot, a line on its acceptance and alerts (`pilot_line`)."""
+    for projects in a pilot a line on its acceptance and alerts (`pilot_line`), and a line on its
+    latest blind A/B (`runner.registry.abtests.home_line`)."""
     shown = [
         {
             "name": stats.project.name,
@@ -214,6 +218,7 @@ def home(
             "trainable": stats.trainable,
             "gates": [{"line": gate_line(g)} for g in stats.gates],
             "pilot": (pilots or {}).get(stats.project.name),
+            "ab": (ab or {}).get(stats.project.name),
         }
         for stats in all_stats[:MAX_HOME_PROJECTS]
     ]
