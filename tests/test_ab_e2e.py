@@ -278,6 +278,14 @@ def test_blind_ab_hidden_until_close_result_on_summary_and_promote_gate(
     v2_now = next(m for m in emulator.messages("CGENERAL") if m["ts"] == v2_summary["ts"])
     assert "Blind A/B #1 against v1: won 38% of 8 votes" in json.dumps(v2_now["blocks"], ensure_ascii=False)
 
+    # Closing again says so and shows it again (for a reveal Slack missed), without a second result.
+    updates_before = len(emulator.calls_to("chat.update"))
+    assert slack.slash("compare close 1").status == 200
+    emulator.wait_for(lambda: "is closed already" in said(emulator), what="closed already")
+    emulator.wait_for(lambda: len(emulator.calls_to("chat.update")) >= updates_before + 7, what="shown again")
+    results = [m for m in emulator.messages("CGENERAL") if m["text"].startswith("Result of Blind A/B #1")]
+    assert len(results) == 1 and comparison(engine, 1).result == closed.result
+
     # --- require-ab: v2 lost, so promote refuses it (audited) ----------------------------------------
     assert slack.slash("settings ticket-router require-ab on", user="UBOB").status == 200
     wait_until(lambda: any(not r.allowed for r in audit_rows(engine, "settings")), what="the refusal audited")

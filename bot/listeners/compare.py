@@ -182,8 +182,18 @@ def close_command(
         )
     except FtbotError as exc:
         answers.tell(client, channel=channel_id, user=user_id, text=str(exc), response_url=response_url)
+        if isinstance(exc, DatasetError) and _closed(deps, comparison_id):
+            notify.reveal_comparison(
+                deps.settings, deps.engine, comparison_id
+            )  # shown again, if Slack missed it
         return
     notify.reveal_comparison(deps.settings, deps.engine, comparison_id)
+
+
+def _closed(deps: Deps, comparison_id: int) -> bool:
+    with session_scope(deps.engine) as session:
+        comparison = session.get(Comparison, comparison_id)
+        return comparison is not None and comparison.status == ComparisonStatus.CLOSED
 
 
 def vote(

@@ -227,18 +227,14 @@ def items(session: Session, comparison_id: int) -> list[ComparisonItem]:
     )
 
 
-def ready_items(session: Session, prediction_ids: list[int]) -> list[int]:
-    """Items not posted yet whose two outputs are answered (or failed), among those that show one of
-    `prediction_ids`; in the order of their positions."""
-    if not prediction_ids:
-        return []
+def ready_items(session: Session) -> list[int]:
+    """Items of open comparisons not posted yet whose two outputs are answered (or failed), by
+    comparison and position: what the predict worker posts after each batch (an item Slack refused
+    earlier included)."""
     found = session.exec(
         select(ComparisonItem)
-        .where(
-            col(ComparisonItem.posted_at).is_(None),
-            col(ComparisonItem.prediction_a_id).in_(prediction_ids)
-            | col(ComparisonItem.prediction_b_id).in_(prediction_ids),
-        )
+        .join(Comparison, col(Comparison.id) == col(ComparisonItem.comparison_id))
+        .where(col(ComparisonItem.posted_at).is_(None), Comparison.status == ComparisonStatus.OPEN)
         .order_by(col(ComparisonItem.comparison_id), col(ComparisonItem.position))
     ).all()
     finished = (PredictionStatus.DONE, PredictionStatus.FAILED)

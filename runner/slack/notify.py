@@ -255,14 +255,14 @@ def shadow_check(settings: Settings, engine: Engine, project_id: int) -> bool:
 # --- blind A/B ---------------------------------------------------------------------------------
 
 
-def post_comparison_items(settings: Settings, engine: Engine, prediction_ids: list[int]) -> list[int]:
-    """Post each comparison item whose two answers are now in (among those showing one of
-    `prediction_ids`), in the order of its position, as a reply to its comparison's header; the
-    message's ts is stored, so reviewers' reactions on it find the item. Returns the items posted."""
+def post_comparison_items(settings: Settings, engine: Engine) -> list[int]:
+    """Post each comparison item whose two answers are in and that is not posted yet, in the order
+    of its position, as a reply to its comparison's header; the message's ts is stored, so
+    reviewers' reactions on it find the item. Returns the items posted."""
     client = client_for(settings)
     posted_items = []
     with session_scope(engine) as session:
-        ready = abtests.ready_items(session, prediction_ids)
+        ready = abtests.ready_items(session)
     for item_id in ready:
         with session_scope(engine) as session:
             if client is None or not abtests.claim_post(session, item_id):
@@ -282,12 +282,10 @@ def post_comparison_items(settings: Settings, engine: Engine, prediction_ids: li
             )
             channel, thread = comparison.channel_id, comparison.thread_ts
         posted = call(client, "chat_postMessage", channel=channel, thread_ts=thread, **payload)
+        # Posted: its ts finds it for reactions. Refused: the claim is released for the next batch.
+        done = {"message_ts": posted["ts"]} if posted is not None else {"posted_at": None}
         with session_scope(engine) as session:
-            session.execute(
-                update(ComparisonItem)
-                .where(col(ComparisonItem.id) == item_id)
-                .values(message_ts=posted["ts"] if posted is not None else None)
-            )
+            session.execute(update(ComparisonItem).where(col(ComparisonItem.id) == item_id).values(**done))
         if posted is not None:
             posted_items.append(item_id)
     return posted_items
@@ -295,8 +293,8 @@ def post_comparison_items(settings: Settings, engine: Engine, prediction_ids: li
 
 def reveal_comparison(settings: Settings, engine: Engine, comparison_id: int) -> None:
     """A comparison closed: every item shows which version wrote A and which B (and its votes), the
-    header says it is closed, the result is posted in its thread, and the evaluation summaries of
-    the versions compared show it."""
+    header says it is closed, the result is posted in its thread (once), and the evaluation
+    summaries of the versions compared show it. Safe to run again after Slack refused part of it."""
     client = client_for(settings)
     if client is None:
         return
@@ -345,12 +343,16 @@ def reveal_comparison(settings: Settings, engine: Engine, comparison_id: int) ->
         )
         result = payloads.comparison_result(project.name, comparison_id, comparison.result)
         channel, thread = comparison.channel_id, comparison.thread_ts
-        compared = list(comparison.version_ids)
+        compared, result_posted = list(comparison.version_ids), comparison.result_ts is not None
     for ts, payload in updates:
         call(client, "chat_update", channel=channel, ts=ts, **payload)
     if thread:
         call(client, "chat_update", channel=channel, ts=thread, **header)
-    posted = call(client, "chat_postMessage", channel=channel, thread_ts=thread, **result)
+    posted = (
+        None
+        if result_posted
+        else call(client, "chat_postMessage", channel=channel, thread_ts=thread, **result)
+    )
     if posted is not None:
         with session_scope(engine) as session:
             session.execute(
