@@ -351,6 +351,10 @@ SAMPLES.update(
                         if i
                         else ":test_tube: Pilot on in <#CPILOT> · v2: 4/12 accepted (33%, 95% CI 14–61%, "
                         "offline 90%) · :rotating_light: acceptance alert open on v2",
+                        "ab": None
+                        if i
+                        else ":ab: Blind A/B #2: v3 won 100% of 2 votes (95% CI 100–100%) · v2 won 25% of "
+                        "2 votes (95% CI 0–50%) · promote requires a won blind A/B against production",
                     }
                     for i in range(30)
                 ],
@@ -616,6 +620,13 @@ SAMPLES["eval_summary.json.j2"] = [
         "latency": {"zero-shot": "12 s", "k-shot": "31 s", "candidate": "9.4 s"},
         "production_revision": None,
     },
+    {
+        **EVAL,
+        "ab": [
+            "Blind A/B #3 against v1: won 62% of 8 votes (95% CI 38–88%)",
+            "Blind A/B #1 against v1, v3: won 25% of 4 votes (95% CI 0–62%)",
+        ],
+    },
 ]
 
 
@@ -742,6 +753,9 @@ STRESS: dict[str, list[dict[str, Any]]] = {
                         ["v1000000: 1000000/1000000 accepted (100%, 95% CI 100–100%, offline 100%)"] * 3
                     )
                     + " · :rotating_light: acceptance alert open on v1000000" * 3,
+                    "ab": f":ab: Blind A/B #{10**7}: "
+                    + " · ".join(["v1000000 won 100% of 10,000,000 votes (95% CI 100–100%)"] * 5)
+                    + " · promote requires a won blind A/B against production",
                 }
                 for i in range(30)
             ],
@@ -904,6 +918,128 @@ STRESS: dict[str, list[dict[str, Any]]] = {
         for resolved in (False, True)
     ],
 }
+AB_ITEM = {
+    "project": "ticket-router",
+    "comparison_id": 3,
+    "position": 2,
+    "n": 20,
+    "input": "I was charged twice for March",
+    "output_a": "billing",
+    "output_b": "shipping",
+    "revealed": False,
+    "version_a": None,
+    "version_b": None,
+    "votes": {"a": 0, "b": 0, "tie": 0},
+}
+AB_HEADER = {
+    "project": "ticket-router",
+    "comparison_id": 3,
+    "versions": 2,
+    "n": 20,
+    "source": "held-out examples of the latest snapshot",
+    "votes_needed": 2,
+    "closed": False,
+    "closed_by": None,
+}
+AB_RESULT = {
+    "project": "ticket-router",
+    "comparison_id": 3,
+    "votes": 8,
+    "items_voted": 4,
+    "items": 4,
+    "lines": [
+        "• v1: won 62% of 8 votes (95% CI 38–88%)",
+        "• v2: won 38% of 8 votes (95% CI 12–62%)",
+    ],
+    "pairs": [],
+    "bradley_terry": False,
+}
+SAMPLES["ab_item.json.j2"] = [
+    AB_ITEM,
+    {**AB_ITEM, "revealed": True, "version_a": 2, "version_b": 1, "votes": {"a": 1, "b": 2, "tie": 1}},
+    {**AB_ITEM, "output_b": "(no answer: the model failed on this input)"},
+]
+SAMPLES["ab_header.json.j2"] = [
+    AB_HEADER,
+    {**AB_HEADER, "versions": 3, "votes_needed": 1, "source": "recent pilot messages"},
+    {**AB_HEADER, "closed": True, "closed_by": "<@UALICE>"},
+]
+SAMPLES["ab_result.json.j2"] = [
+    AB_RESULT,
+    {
+        **AB_RESULT,
+        "lines": [
+            "• v3: won 100% of 2 votes (95% CI 100–100%) · Bradley–Terry 0.98",
+            "• v2: won 25% of 2 votes (95% CI 0–50%) · Bradley–Terry 0.01",
+            "• v1: won 25% of 2 votes (95% CI 0–50%) · Bradley–Terry 0.01",
+        ],
+        "pairs": [
+            "• v3 against v2: v3 won 100% of 1 vote (95% CI 100–100%)",
+            "• v3 against v1: v3 won 100% of 1 vote (95% CI 100–100%)",
+            "• v2 against v1: v2 won 50% of 1 vote (95% CI 50–50%)",
+        ],
+        "bradley_terry": True,
+    },
+    {**AB_RESULT, "votes": 1, "items_voted": 1, "lines": ["• v1: no votes", "• v2: won 100% of 1 vote"]},
+]
+_AB_MANY = [
+    f"• v{10**6 - i}: won 100% of 10,000,000 votes (95% CI 100–100%) · Bradley–Terry 1.00" for i in range(60)
+]
+STRESS["ab_item.json.j2"] = [
+    {
+        **AB_ITEM,
+        "project": NAME,
+        "comparison_id": 10**7,
+        "position": 100,
+        "n": 100,
+        "input": TYPED,
+        "output_a": "&" * 4000,
+        "output_b": TYPED,
+        "revealed": revealed,
+        "version_a": 10**6,
+        "version_b": 10**6 - 1,
+        "votes": {"a": 10**3, "b": 10**3, "tie": 10**3},
+    }
+    for revealed in (False, True)
+]
+STRESS["ab_header.json.j2"] = [
+    {
+        **AB_HEADER,
+        "project": NAME,
+        "comparison_id": 10**7,
+        "versions": 50,
+        "n": 100,
+        "votes_needed": 10**3,
+        "closed": closed,
+        "closed_by": "<@W0000000001>",
+    }
+    for closed in (False, True)
+]
+STRESS["ab_result.json.j2"] = [
+    {
+        **AB_RESULT,
+        "project": NAME,
+        "comparison_id": 10**7,
+        "votes": 10**7,
+        "items_voted": 100,
+        "items": 100,
+        "lines": _AB_MANY,
+        "pairs": _AB_MANY * 20,
+        "bradley_terry": True,
+    }
+]
+STRESS["eval_summary.json.j2"] = [
+    *STRESS["eval_summary.json.j2"],
+    {
+        **STRESS["eval_summary.json.j2"][0],
+        "ab": [
+            f"Blind A/B #{10**7} against "
+            + ", ".join(f"v{10**6 - i}" for i in range(50))
+            + ": won 100% of 10,000,000 votes (95% CI 100–100%)"
+        ]
+        * 5,
+    },
+]
 # Notices whose fields are bounded by the product (no text people typed beyond what SAMPLES holds):
 # their largest case is their largest sample.
 for _name in ("promote_again.json.j2", "deploy_reconciled.json.j2"):

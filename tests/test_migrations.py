@@ -355,3 +355,84 @@ def test_0009_adds_paused_runs_and_reverts_them_to_cancelled(empty_engine):
     assert [(r[0], r[1]) for r in rows] == [(1, "cancelled")]
     assert "downgraded" in rows[0][2]
     upgrade(empty_engine)
+
+
+def test_0010_adds_blind_ab_comparisons_and_the_promote_rule_and_reverts_cleanly(empty_engine):
+    from runner.core.models import (
+        AbChoice,
+        Comparison,
+        ComparisonItem,
+        ComparisonReaction,
+        ComparisonStatus,
+        Prediction,
+        Project,
+    )
+
+    upgrade(empty_engine, "0005")
+    with empty_engine.begin() as conn:
+        for statement in ROWS_AT_0005:
+            conn.execute(text(statement))
+    upgrade(empty_engine, "0009")
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO model_version (project_id, number, snapshot_id, base_model, status, "
+                "artifact_path, config, metrics, created_at) VALUES (1, 1, 's-new', 'tiny', 'candidate', "
+                "'/a/v1', '{}', '{}', CURRENT_TIMESTAMP)"
+            )
+        )
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata
+        )
+    assert diff == []
+    with session_scope(empty_engine) as session:
+        project = session.exec(select(Project)).one()
+        version = session.exec(select(ModelVersion)).first()
+        assert project.require_ab is False and version is not None and version.summary_ts is None
+        project.require_ab = True
+        version.summary_channel_id, version.summary_ts = "C1", "9.000100"
+        session.add_all([project, version])
+        predictions = [
+            Prediction(project_id=project.id, version_id=version.id, message_ts=f"ab:1:{s}", input_text="hi")
+            for s in "ab"
+        ]
+        session.add_all(predictions)
+        comparison = Comparison(
+            project_id=project.id,
+            version_ids=[version.id],
+            source="heldout",
+            n=1,
+            seed=7,
+            channel_id="C1",
+            created_by="U1",
+        )
+        session.add(comparison)
+        session.flush()
+        item = ComparisonItem(
+            comparison_id=comparison.id,
+            position=1,
+            input_text="hi",
+            version_a_id=version.id,
+            version_b_id=version.id,
+            prediction_a_id=predictions[0].id,
+            prediction_b_id=predictions[1].id,
+        )
+        session.add(item)
+        session.flush()
+        session.add(ComparisonReaction(item_id=item.id, reviewer_id="U2", choice=AbChoice.TIE))
+    with session_scope(empty_engine) as session:
+        stored = session.exec(select(Comparison)).one()
+        assert stored.status is ComparisonStatus.OPEN and stored.version_ids == [version.id]
+        assert session.exec(select(ComparisonReaction)).one().choice is AbChoice.TIE
+        assert session.exec(select(Project)).one().require_ab is True
+    downgrade(empty_engine, "0009")
+    with empty_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM project")).scalar_one() == 1
+        assert conn.execute(text("SELECT count(*) FROM prediction")).scalar_one() == 2
+        assert conn.execute(text("SELECT artifact_path FROM model_version")).scalar_one() == "/a/v1"
+    upgrade(empty_engine)
+    with session_scope(empty_engine) as session:
+        assert session.exec(select(Comparison)).all() == []
+        assert session.exec(select(Project)).one().require_ab is False

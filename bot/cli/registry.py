@@ -14,7 +14,7 @@ from runner.data import projects
 from runner.jobs import queues
 from runner.jobs.reconcile import reconcile_deploys, reconcile_once
 from runner.jobs.tasks import evaluate_and_report
-from runner.registry import versions
+from runner.registry import abtests, versions
 
 
 @click.command("versions")
@@ -22,7 +22,7 @@ from runner.registry import versions
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def versions_cmd(project_name: str, as_json: bool) -> None:
     """PROJECT's model versions: status, lineage (snapshot, base model, config, the training step the
-    adapter came from, each checkpoint's eval loss) and eval metrics."""
+    adapter came from, each checkpoint's eval loss), eval metrics and closed blind A/B results."""
     with database() as session:
         found = projects.get_project(session, project_name)
         rows: list[dict[str, Any]] = [
@@ -40,6 +40,7 @@ def versions_cmd(project_name: str, as_json: bool) -> None:
                 "checkpoints": (v.metrics or {}).get("checkpoints", []),
                 "train_metrics": (v.metrics or {}),
                 "eval": v.evaluation,
+                "ab": abtests.version_lines(session, v),
             }
             for v in versions.versions(session, found)
         ]
@@ -69,6 +70,8 @@ def versions_cmd(project_name: str, as_json: bool) -> None:
             f"v{row['version']:<3} {row['status']:<10} snapshot {row['snapshot'][:12]} · "
             f"{row['base_model']}{step}{detail}"
         )
+        for line in row["ab"]:
+            click.echo(f"     {line}")
 
 
 @click.command("eval")

@@ -16,6 +16,7 @@ from slack_sdk import WebClient
 
 from bot.deps import Deps, deps_of
 from bot.listeners import answers, interview
+from bot.listeners import compare as compare_listeners
 from bot.listeners import datasets as datasets_listeners
 from bot.listeners import pilot as pilot_listeners
 from bot.listeners import registry as registry_listeners
@@ -255,6 +256,31 @@ def shadow(inv: Invocation) -> None:
     )
 
 
+def compare(inv: Invocation) -> None:
+    compare_listeners.command(
+        inv.deps,
+        inv.client,
+        inv.args,
+        user_id=inv.user_id,
+        channel_id=inv.channel_id,
+        response_url=inv.body.get("response_url"),
+    )
+
+
+def project_settings(inv: Invocation) -> None:
+    if not inv.args:
+        inv.respond(response_type="ephemeral", text=f"Usage: `{COMMAND} {compare_listeners.SETTINGS_USAGE}`")
+        return
+    compare_listeners.settings_command(
+        inv.deps,
+        inv.client,
+        inv.args,
+        user_id=inv.user_id,
+        channel_id=inv.channel_id,
+        response_url=inv.body.get("response_url"),
+    )
+
+
 def reviewers(inv: Invocation) -> None:
     """Each reviewer's agreement with the labels the others settled on (pilot reviews included)."""
     name = _project_arg(inv, "reviewers <project>")
@@ -380,6 +406,19 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             pilot_listeners.USAGE,
             "owners: production suggests an answer to each new message in a channel; reactions review it",
             pilot,
+        ),
+        Subcommand(
+            "compare",
+            compare_listeners.USAGE,
+            "owners: a blind A/B of versions on held-out or pilot inputs, judged by reactions; "
+            "`compare close <number>` reveals who wrote what",
+            compare,
+        ),
+        Subcommand(
+            "settings",
+            compare_listeners.SETTINGS_USAGE,
+            "owners: a project's rules (require-ab: promote only a version that won a blind A/B)",
+            project_settings,
         ),
         Subcommand(
             "audit", "audit <project>", "who trained, promoted, rolled back — allowed or refused", audit_log

@@ -22,13 +22,14 @@ from bot import inbox
 from bot.deps import Deps, deps_of
 from bot.directory import DirectoryMiss
 from bot.listeners import answers
+from bot.listeners import compare as compare_listeners
 from bot.listeners import pilot as pilot_listeners
 from runner.core.db import session_scope
 from runner.core.exceptions import DatasetError, FtbotError, TemplateError
-from runner.core.models import Prediction, Project, TaskType
+from runner.core.models import Comparison, ComparisonItem, Prediction, Project, TaskType
 from runner.core.policy import Action, decide, perform
 from runner.data import examples, gates, projects, textnorm
-from runner.registry import pilot, versions
+from runner.registry import abtests, pilot, versions
 from runner.slack import payloads
 from runner.slack.client import TRANSIENT, call, must_call, try_call
 
@@ -467,6 +468,7 @@ class _Reaction:
     # from Slack (👍 on ordinary chatter costs nothing).
     worth_adopting: bool = False
     review: bool = False  # a review of a pilot suggestion
+    comparison_id: int | None = None  # a vote on an item of this blind A/B
 
 
 def _count(deps: Deps, channel: str, ts: str, user: str, emoji: str, added: bool) -> _Reaction:
@@ -482,6 +484,11 @@ def _count(deps: Deps, channel: str, ts: str, user: str, emoji: str, added: bool
             reviewed = pilot.review_target(session, channel, ts)
             if reviewed is not None:
                 outcome = _review(deps, session, reviewed, user, emoji, added)
+                inbox.settle_with(session)
+                return outcome
+            compared = abtests.item_at(session, channel, ts)
+            if compared is not None:
+                outcome = _ab_vote(deps, session, compared, user, emoji, added)
                 inbox.settle_with(session)
                 return outcome
             return _Reaction(worth_adopting=emoji in projects.legend_emoji_in_channel(session, channel))
@@ -512,6 +519,24 @@ def _review(
     return _Reaction(project, counted=counted, review=True)
 
 
+def _ab_vote(
+    deps: Deps,
+    session: Session,
+    found: tuple[Project, Comparison, ComparisonItem],
+    user: str,
+    emoji: str,
+    added: bool,
+) -> _Reaction:
+    """A reaction on a blind A/B item: a vote when it is 🅰️, 🅱️ or 🟰, by a reviewer, while open."""
+    project, comparison, _item = found
+    if emoji not in abtests.EMOJI:
+        return _Reaction(project)
+    if not decide(deps.settings, project, Action.VOTE, deps.person_cached(user)).allowed:
+        return _Reaction(project, reviewer=False)
+    counted = compare_listeners.vote(session, found, user, emoji, added)
+    return _Reaction(project, counted=bool(counted), comparison_id=comparison.id)
+
+
 def on_reaction(event: dict[str, Any], client: WebClient, context: BoltContext, added: bool) -> None:
     deps = deps_of(context)
     item = event.get("item") or {}
@@ -538,7 +563,9 @@ def on_reaction(event: dict[str, Any], client: WebClient, context: BoltContext, 
     project = outcome.project
     if project is None or project.id is None:
         return
-    if outcome.counted:
+    if outcome.counted and outcome.comparison_id is not None:
+        compare_listeners.after_vote(deps, outcome.comparison_id)
+    elif outcome.counted:
         deps.tally.touch(project.id)
         if outcome.review:
             pilot_listeners.after_review(deps, project.id)
@@ -748,7 +775,8 @@ def on_home(event: dict[str, Any], client: WebClient, context: BoltContext) -> N
                 rows,
                 [numbers.get(a.version_id, 0) for a in alerts],
             )
+        ab = {p.name: line for p in shown if (line := abtests.home_line(session, p))}
         view = payloads.home(
-            [gates.project_stats(session, p) for p in shown], total=len(every), pilots=pilots
+            [gates.project_stats(session, p) for p in shown], total=len(every), pilots=pilots, ab=ab
         )
     call(client, "views_publish", user_id=event["user"], view=view)

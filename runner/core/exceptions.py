@@ -65,6 +65,10 @@ class RolledBackVersion(RegistryError):
         self.project, self.version, self.note = project, version, note
 
 
+class RuleRefused(RegistryError):
+    """A project rule refuses the move (promote without a won blind A/B); audited as refused."""
+
+
 class TrainingTimeout(FtbotError):
     """A training job ran past ``FTBOT_JOB_TIMEOUT``."""
 

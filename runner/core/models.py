@@ -155,6 +155,8 @@ class Project(SQLModel, table=True):
     # Why the root message could not be posted (None: posted, or being posted right now);
     # `/finetune repost` tries again.
     root_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Promote refuses a version that has not won a closed blind A/B against the one in production.
+    require_ab: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
 
 
@@ -331,6 +333,9 @@ class ModelVersion(SQLModel, table=True):
     config: dict[str, Any] = Field(default_factory=dict, sa_column=_json_column())
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=_json_column())
     evaluation: dict[str, Any] | None = Field(default=None, sa_column=_json_column(nullable=True))
+    # Where its evaluation summary was posted, so later results (a blind A/B) are shown on it.
+    summary_channel_id: str | None = Field(default=None, max_length=32)
+    summary_ts: str | None = Field(default=None, max_length=32)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
 
 
@@ -492,3 +497,76 @@ class DriftAlert(SQLModel, table=True):
     resolution: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     opened_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
     resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class ComparisonStatus(StrEnum):
+    OPEN = "open"  # items posted (or being posted), identities hidden, votes counted
+    CLOSED = "closed"  # identities revealed and the result computed; votes no longer count
+
+
+class AbChoice(StrEnum):
+    """A reviewer's verdict on a blind A/B item."""
+
+    A = "a"
+    B = "b"
+    TIE = "tie"
+
+
+class Comparison(SQLModel, table=True):
+    """A blind A/B comparison of versions of a project: where its items are posted, the seed that
+    drew them, and, once closed, its result (win rates, intervals, Bradley-Terry scores)."""
+
+    __tablename__ = "comparison"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    status: ComparisonStatus = Field(
+        default=ComparisonStatus.OPEN,
+        sa_column=_enum_column(ComparisonStatus, default=ComparisonStatus.OPEN, index=True),
+    )
+    version_ids: list[int] = Field(default_factory=list, sa_column=_json_column())  # as the owner named them
+    source: str = Field(max_length=16)  # "heldout" | "pilot": where the inputs came from
+    n: int  # items
+    votes_needed: int = Field(default=1)  # live votes per item before it closes by itself
+    seed: int
+    channel_id: str = Field(max_length=32)
+    thread_ts: str | None = Field(default=None, max_length=32)  # the header; items are its replies
+    result_ts: str | None = Field(default=None, max_length=32)
+    created_by: str = Field(max_length=64)
+    closed_by: str | None = Field(default=None, max_length=64)
+    result: dict[str, Any] | None = Field(default=None, sa_column=_json_column(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+    closed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class ComparisonItem(SQLModel, table=True):
+    """One input of a comparison with two versions' outputs, shown as A and B in a drawn order."""
+
+    __tablename__ = "comparison_item"
+    __table_args__ = (UniqueConstraint("comparison_id", "position", name="uq_comparison_item_position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", index=True)
+    position: int  # 1..n
+    input_text: str = Field(sa_column=Column(Text, nullable=False))
+    origin: str = Field(default="", max_length=64)  # "example 12", "pilot C1/1700000000.000100"
+    version_a_id: int = Field(foreign_key="model_version.id")  # shown as A
+    version_b_id: int = Field(foreign_key="model_version.id")  # shown as B
+    prediction_a_id: int = Field(foreign_key="prediction.id")
+    prediction_b_id: int = Field(foreign_key="prediction.id")
+    message_ts: str | None = Field(default=None, index=True, max_length=32)
+    posted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class ComparisonReaction(SQLModel, table=True):
+    """A reviewer's 🅰️ / 🅱️ / 🟰 on an item; the latest one still there is their vote, and the unique
+    key makes a redelivered reaction a no-op."""
+
+    __tablename__ = "comparison_reaction"
+    __table_args__ = (UniqueConstraint("item_id", "reviewer_id", "choice", name="uq_comparison_reaction"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="comparison_item.id", index=True)
+    reviewer_id: str = Field(max_length=32)
+    choice: AbChoice = Field(sa_column=_enum_column(AbChoice))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())

@@ -25,7 +25,7 @@ from sqlmodel import Session
 from runner.core import audit
 from runner.core.config import Settings
 from runner.core.db import session_scope
-from runner.core.exceptions import FtbotError, NotAllowed
+from runner.core.exceptions import FtbotError, NotAllowed, RuleRefused
 from runner.core.models import Project
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ class Action(StrEnum):
     ROLLBACK = "rollback"
     READ_AUDIT = "read_audit"  # the details of the audit log
     PILOT = "pilot"  # turn a project's pilot on or off
+    COMPARE = "compare"  # start or close a blind A/B of versions
+    SETTINGS = "settings"  # a project's rules (require a won A/B before promote)
 
 
 class Role(StrEnum):
@@ -72,6 +74,8 @@ ALLOWED: dict[Action, tuple[Role, ...]] = {
     Action.ROLLBACK: (Role.ONCALL,),
     Action.READ_AUDIT: (Role.OWNER, Role.TRAINER, Role.ONCALL),
     Action.PILOT: (Role.OWNER,),
+    Action.COMPARE: (Role.OWNER,),
+    Action.SETTINGS: (Role.OWNER,),
 }
 NOT_AUDITED = frozenset({Action.VOTE, Action.READ_AUDIT})
 
@@ -188,6 +192,7 @@ def perform(
 
     Raises:
         NotAllowed: `person` may not; the refusal is audited.
+        RuleRefused: a project rule refuses it; audited as refused, nothing changed.
         FtbotError: `work` refused; its failure is audited and nothing else changed.
     """
     project_id: int | None = None
@@ -226,6 +231,10 @@ def perform(
                         detail=detail(result) if detail else "",
                     )
                 return result
+    except RuleRefused as exc:
+        if project_id is not None:
+            _record_failure(engine, person, action, project_id, target, f"refused: {exc}", allowed=False)
+        raise
     except FtbotError as exc:
         if project_id is not None:
             _record_failure(engine, person, action, project_id, target, f"not done: {exc}")
@@ -238,7 +247,14 @@ def perform(
 
 
 def _record_failure(
-    engine: Engine, person: Person, action: Action, project_id: int, target: str, detail: str
+    engine: Engine,
+    person: Person,
+    action: Action,
+    project_id: int,
+    target: str,
+    detail: str,
+    *,
+    allowed: bool = True,
 ) -> None:
     try:
         with session_scope(engine) as session:
@@ -246,7 +262,7 @@ def _record_failure(
                 session,
                 user_id=person.user_id,
                 action=action,
-                allowed=True,
+                allowed=allowed,
                 project_id=project_id,
                 target=target,
                 detail=detail,

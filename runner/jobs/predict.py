@@ -141,6 +141,7 @@ def answer_queued(settings: Settings, engine: Engine, backend: Backend | None = 
                     predictions.record(session, request.prediction_id, answer)
             done.answered += len(group)
         notify.post_suggestions(settings, engine, [r.prediction_id for r in asked])
+        notify.post_comparison_items(settings, engine)
         for project_id in {r.project_id for r in asked}:
             notify.label_mix_check(settings, engine, project_id)
 

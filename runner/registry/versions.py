@@ -41,7 +41,13 @@ from sqlmodel import Session, col, select
 from runner.core import audit
 from runner.core.config import Settings
 from runner.core.db import insert_ignore, session_scope
-from runner.core.exceptions import DeployHookError, RegistryError, RolledBackVersion, StaleRegistryAction
+from runner.core.exceptions import (
+    DeployHookError,
+    RegistryError,
+    RolledBackVersion,
+    RuleRefused,
+    StaleRegistryAction,
+)
 from runner.core.models import (
     OPEN_DEPLOY_STATES,
     DeployAction,
@@ -309,6 +315,8 @@ def plan(
     target = _target(session, project, deploy_action, current, number, again=again)
     if current is not None and current.id == target.id:
         raise StaleRegistryAction(f"v{target.number} is already in production; nothing changed.")
+    if deploy_action == DeployAction.PROMOTE and current is not None:
+        _check_ab(session, project, target, current)
     owner = process_owner()
     revision = current_alias.revision + 1
     move = Deployment(
@@ -384,6 +392,22 @@ def _check_seen(
         )
     if expected.version != current_number:
         raise StaleRegistryAction(f"{seen} is no longer in production ({now} is); nothing changed.")
+
+
+def _check_ab(session: Session, project: Project, target: ModelVersion, current: ModelVersion) -> None:
+    """The project's rule: promote only a version that won a closed blind A/B against production.
+
+    Raises:
+        RuleRefused: the project requires it and `target` has not won one.
+    """
+    from runner.registry import abtests  # built on this module
+
+    if project.require_ab and not abtests.won_against(session, target, current):
+        raise RuleRefused(
+            f"*{project.name}* requires a won blind A/B before promote, and v{target.number} has not won "
+            f"a closed one against v{current.number} (in production): "
+            f"`/finetune compare {project.name} v{target.number} v{current.number}`."
+        )
 
 
 def _who(user: str) -> str:

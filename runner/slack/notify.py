@@ -19,6 +19,8 @@ from runner.core.config import Settings
 from runner.core.db import session_scope
 from runner.core.models import (
     AlertKind,
+    Comparison,
+    ComparisonItem,
     DriftAlert,
     ModelVersion,
     Prediction,
@@ -29,7 +31,7 @@ from runner.core.models import (
 )
 from runner.core.policy import is_group
 from runner.data import projects
-from runner.registry import pilot, versions
+from runner.registry import abtests, pilot, versions
 from runner.registry.versions import Reconciled
 from runner.slack import payloads
 from runner.slack.client import UNREACHABLE, call, make_client, try_call
@@ -97,13 +99,22 @@ def post_summary(settings: Settings, engine: Engine, version_id: int) -> None:
         assert version is not None and version.evaluation
         project = session.get(Project, version.project_id)
         assert project is not None
-        payload = payloads.eval_summary(project, version, version.evaluation)
+        payload = payloads.eval_summary(
+            project, version, version.evaluation, abtests.version_lines(session, version)
+        )
         channel, thread = project.channel_id, project.root_ts
         chart = Path(version.evaluation["chart"])
         title = f"{project.name} v{version.number} evaluation"
     if not channel:
         return
-    call(client, "chat_postMessage", channel=channel, thread_ts=thread, **payload)
+    posted = call(client, "chat_postMessage", channel=channel, thread_ts=thread, **payload)
+    if posted is not None:  # kept, so that later results (a blind A/B) are shown on it
+        with session_scope(engine) as session:
+            session.execute(
+                update(ModelVersion)
+                .where(col(ModelVersion.id) == version_id)
+                .values(summary_channel_id=channel, summary_ts=posted["ts"])
+            )
     if chart.exists():
         call(
             client,
@@ -239,3 +250,131 @@ def shadow_check(settings: Settings, engine: Engine, project_id: int) -> bool:
     if client is not None:
         call(client, "chat_postMessage", channel=channel, **payload)
     return True
+
+
+# --- blind A/B ---------------------------------------------------------------------------------
+
+
+def post_comparison_items(settings: Settings, engine: Engine) -> list[int]:
+    """Post each comparison item whose two answers are in and that is not posted yet, in the order
+    of its position, as a reply to its comparison's header; the message's ts is stored, so
+    reviewers' reactions on it find the item. Returns the items posted."""
+    client = client_for(settings)
+    posted_items = []
+    with session_scope(engine) as session:
+        ready = abtests.ready_items(session)
+    for item_id in ready:
+        with session_scope(engine) as session:
+            if client is None or not abtests.claim_post(session, item_id):
+                continue
+            item = session.get(ComparisonItem, item_id)
+            assert item is not None
+            comparison = session.get(Comparison, item.comparison_id)
+            assert comparison is not None and comparison.id is not None
+            project = session.get(Project, comparison.project_id)
+            a, b = (
+                session.get(Prediction, item.prediction_a_id),
+                session.get(Prediction, item.prediction_b_id),
+            )
+            assert project is not None and a is not None and b is not None
+            payload = payloads.comparison_item(
+                project.name, comparison.id, item.position, comparison.n, input_text=item.input_text, a=a, b=b
+            )
+            channel, thread = comparison.channel_id, comparison.thread_ts
+        posted = call(client, "chat_postMessage", channel=channel, thread_ts=thread, **payload)
+        # Posted: its ts finds it for reactions. Refused: the claim is released for the next batch.
+        done = {"message_ts": posted["ts"]} if posted is not None else {"posted_at": None}
+        with session_scope(engine) as session:
+            session.execute(update(ComparisonItem).where(col(ComparisonItem.id) == item_id).values(**done))
+        if posted is not None:
+            posted_items.append(item_id)
+    return posted_items
+
+
+def reveal_comparison(settings: Settings, engine: Engine, comparison_id: int) -> None:
+    """A comparison closed: every item shows which version wrote A and which B (and its votes), the
+    header says it is closed, the result is posted in its thread (once), and the evaluation
+    summaries of the versions compared show it. Safe to run again after Slack refused part of it."""
+    client = client_for(settings)
+    if client is None:
+        return
+    updates = []
+    with session_scope(engine) as session:
+        comparison = abtests.get(session, comparison_id)
+        project = session.get(Project, comparison.project_id)
+        assert project is not None and comparison.result is not None
+        numbers = {v.id: v.number for v in versions.versions(session, project)}
+        votes = abtests.live_votes(session, comparison_id)
+        for item in abtests.items(session, comparison_id):
+            a, b = (
+                session.get(Prediction, item.prediction_a_id),
+                session.get(Prediction, item.prediction_b_id),
+            )
+            assert a is not None and b is not None
+            tally = {"a": 0, "b": 0, "tie": 0}
+            for choice in votes.get(item.id or 0, {}).values():
+                tally[str(choice)] += 1
+            if item.message_ts:
+                updates.append(
+                    (
+                        item.message_ts,
+                        payloads.comparison_item(
+                            project.name,
+                            comparison_id,
+                            item.position,
+                            comparison.n,
+                            input_text=item.input_text,
+                            a=a,
+                            b=b,
+                            revealed=(numbers[item.version_a_id], numbers[item.version_b_id]),
+                            votes=tally,
+                        ),
+                    )
+                )
+        header = payloads.comparison_header(
+            project.name,
+            comparison_id,
+            versions=len(comparison.version_ids),
+            n=comparison.n,
+            source=comparison.source,
+            votes_needed=comparison.votes_needed,
+            closed=True,
+            closed_by=comparison.closed_by,
+        )
+        result = payloads.comparison_result(project.name, comparison_id, comparison.result)
+        channel, thread = comparison.channel_id, comparison.thread_ts
+        compared, result_posted = list(comparison.version_ids), comparison.result_ts is not None
+    for ts, payload in updates:
+        call(client, "chat_update", channel=channel, ts=ts, **payload)
+    if thread:
+        call(client, "chat_update", channel=channel, ts=thread, **header)
+    posted = (
+        None
+        if result_posted
+        else call(client, "chat_postMessage", channel=channel, thread_ts=thread, **result)
+    )
+    if posted is not None:
+        with session_scope(engine) as session:
+            session.execute(
+                update(Comparison).where(col(Comparison.id) == comparison_id).values(result_ts=posted["ts"])
+            )
+    refresh_summaries(settings, engine, compared)
+
+
+def refresh_summaries(settings: Settings, engine: Engine, version_ids: list[int]) -> None:
+    """Show the latest results on the evaluation summaries of `version_ids` where they were posted."""
+    client = client_for(settings)
+    if client is None:
+        return
+    for version_id in version_ids:
+        with session_scope(engine) as session:
+            version = session.get(ModelVersion, version_id)
+            if version is None or not version.evaluation or not version.summary_ts:
+                continue
+            project = session.get(Project, version.project_id)
+            assert project is not None
+            payload = payloads.eval_summary(
+                project, version, version.evaluation, abtests.version_lines(session, version)
+            )
+            channel, ts = version.summary_channel_id or project.channel_id, version.summary_ts
+        call(client, "chat_update", channel=channel, ts=ts, **payload)

@@ -11,12 +11,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from runner.core.models import ModelVersion, Prediction, Project, RunStatus, TrainingRun
+from runner.core.models import ModelVersion, Prediction, PredictionStatus, Project, RunStatus, TrainingRun
 from runner.data import projects
 from runner.data.gates import Gate, ProjectStats
 from runner.interview import readiness
 from runner.interview.interviews import InterviewState
 from runner.interview.readiness import Answer
+from runner.registry import abtests
 from runner.registry.pilot import ShadowReport
 from runner.registry.versions import Move, Reconciled
 from runner.slack.render import escape, render
@@ -199,10 +200,14 @@ def gate_line(gate: Gate) -> str:
 
 
 def home(
-    all_stats: Sequence[ProjectStats], total: int | None = None, pilots: dict[str, str] | None = None
+    all_stats: Sequence[ProjectStats],
+    total: int | None = None,
+    pilots: dict[str, str] | None = None,
+    ab: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The App Home tab: every project (up to a limit, then how many more of `total`) with its gates,
-    and, for projects in a pilot, a line on its acceptance and alerts (`pilot_line`)."""
+    for projects in a pilot a line on its acceptance and alerts (`pilot_line`), and a line on its
+    latest blind A/B (`runner.registry.abtests.home_line`)."""
     shown = [
         {
             "name": stats.project.name,
@@ -213,6 +218,7 @@ def home(
             "trainable": stats.trainable,
             "gates": [{"line": gate_line(g)} for g in stats.gates],
             "pilot": (pilots or {}).get(stats.project.name),
+            "ab": (ab or {}).get(stats.project.name),
         }
         for stats in all_stats[:MAX_HOME_PROJECTS]
     ]
@@ -376,12 +382,15 @@ def _difference(comparison: dict[str, Any]) -> str:
     return f"{comparison['mean_diff']:+.2f} [{comparison['ci_low']:+.2f} to {comparison['ci_high']:+.2f}]"
 
 
-def eval_summary(project: Project, version: ModelVersion, report: dict[str, Any]) -> dict[str, Any]:
+def eval_summary(
+    project: Project, version: ModelVersion, report: dict[str, Any], ab: Sequence[str] = ()
+) -> dict[str, Any]:
     """The evaluation summary posted to the project thread, with Promote / Rollback / Discard.
 
     Every baseline and the candidate get a row with their headline score and 95% interval; the
     candidate's difference from the best prompted baseline and from production is shown with its
     paired interval. Numbers are rounded for people (``0.93 [0.88–0.97]``, ``77 tokens``, ``0.51 s``).
+    `ab` holds a line per closed blind A/B of the version (`runner.registry.abtests.version_lines`).
     """
     systems = report["systems"]
     present = {name: systems[name] for name in SYSTEMS if systems.get(name)}
@@ -441,6 +450,7 @@ def eval_summary(project: Project, version: ModelVersion, report: dict[str, Any]
         status=version.status,
         # The move the buttons were drawn from: they act only while it is the latest.
         production_revision=report.get("production_revision"),
+        ab=list(ab),
     )
 
 
@@ -612,4 +622,101 @@ def shadow_report(report: ShadowReport, *, production_revision: int) -> dict[str
         only_production=report.only_production,
         p_value=f"{report.p_value:.3f}",
         better=better,
+    )
+
+
+# --- blind A/B ---------------------------------------------------------------------------------
+
+
+def comparison_header(
+    project: str,
+    comparison_id: int,
+    *,
+    versions: int,
+    n: int,
+    source: str,
+    votes_needed: int,
+    closed_by: str | None = None,
+    closed: bool = False,
+) -> dict[str, Any]:
+    """The message a comparison's items reply to; it names no version until the comparison closes."""
+    return render(
+        "ab_header.json.j2",
+        project=project,
+        comparison_id=comparison_id,
+        versions=versions,
+        n=n,
+        source=abtests.SOURCE_NAMES.get(source, source),
+        votes_needed=votes_needed,
+        closed=closed,
+        closed_by=slack_person(closed_by) if closed_by else None,
+    )
+
+
+def _output(prediction: Prediction) -> str:
+    if prediction.status == PredictionStatus.FAILED:
+        return "(no answer: the model failed on this input)"
+    return prediction.output_text or "(an empty answer)"
+
+
+def comparison_item(
+    project: str,
+    comparison_id: int,
+    position: int,
+    n: int,
+    *,
+    input_text: str,
+    a: Prediction,
+    b: Prediction,
+    revealed: tuple[int, int] | None = None,
+    votes: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """One item: an input and two answers as A and B. Until `revealed` (the versions shown as A
+    and B) is given, nothing in it says which version wrote which answer."""
+    return render(
+        "ab_item.json.j2",
+        project=project,
+        comparison_id=comparison_id,
+        position=position,
+        n=n,
+        input=input_text,
+        output_a=_output(a),
+        output_b=_output(b),
+        revealed=revealed is not None,
+        version_a=revealed[0] if revealed else None,
+        version_b=revealed[1] if revealed else None,
+        votes={"a": 0, "b": 0, "tie": 0, **(votes or {})},
+    )
+
+
+def comparison_result(project: str, comparison_id: int, result: dict[str, Any]) -> dict[str, Any]:
+    """The result of a closed comparison: each version's win rate with its bootstrap interval (and
+    Bradley–Terry strength with more than two versions), then each pair's record."""
+    rows = sorted(result["versions"], key=lambda r: -(r["bt"] if r["bt"] is not None else r["win_rate"] or 0))
+    many = len(rows) > 2
+    lines = [
+        f"• v{r['version']}: "
+        + abtests.describe_rate(r["win_rate"], r["ci"], r["votes"])
+        + (f" · Bradley–Terry {r['bt']:.2f}" if many and r["bt"] is not None else "")
+        for r in rows
+    ]
+    pairs = (
+        [
+            f"• v{p['versions'][0]} against v{p['versions'][1]}: v{p['versions'][0]} "
+            + abtests.describe_rate(p["win_rate"], p["ci"], p["votes"])
+            for p in result["pairs"]
+        ]
+        if many
+        else []
+    )
+    return render(
+        "ab_result.json.j2",
+        project=project,
+        comparison_id=comparison_id,
+        votes=result["votes"],
+        items_voted=result["items_voted"],
+        items=result["items"],
+        lines=lines,
+        pairs=pairs,
+        bradley_terry=many,
     )
