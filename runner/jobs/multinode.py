@@ -292,6 +292,11 @@ def _launch_on_nodes(
     clean = process.returncode == 0 and all(code == 0 for code in exits.values())
     if not clean:
         abort_nodes(connection, run_id, attempt)
+    if lost:  # the others stopped when it was lost; the run failed, whatever rank 0 recorded
+        raise distributed.DistributedTrainingFailed(
+            f"Node {', '.join(lost)} was lost (its node job stopped reporting); the run stopped on "
+            f"the other nodes. Log tail of {head.name}:\n{distributed.log_tail(log_file, 1200)}"
+        )
 
     def failure() -> str:
         said = [f"{head.name}: exit status {process.returncode}"]

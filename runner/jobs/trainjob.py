@@ -215,14 +215,12 @@ def launch(
         tick=beat,
     )
     finished = state["ended"]
-    complete = finished.get("type") == "Complete"
-    if complete or outcome.get("outcome") in ("paused", "cancelled"):
-        api.delete(name)
-    return distributed.conclude(
-        outcome,
-        exited_cleanly=complete,
-        failure=lambda: (
-            f"TrainJob {name} failed ({config.nodes} nodes × {config.procs} processes): "
-            f"{finished.get('reason', '')} {finished.get('message', '')}".strip()
-        ),
+    failure = (
+        f"TrainJob {name} failed ({config.nodes} nodes × {config.procs} processes): "
+        f"{finished.get('reason', '')} {finished.get('message', '')}".strip()
     )
+    if finished.get("type") != "Complete":
+        # A failed node's peers got SIGTERM and may have stopped cleanly: the run still failed.
+        raise distributed.DistributedTrainingFailed(failure)
+    api.delete(name)
+    return distributed.conclude(outcome, exited_cleanly=True, failure=lambda: failure)
