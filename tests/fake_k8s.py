@@ -247,27 +247,31 @@ class FakeKubernetes:
                 os.killpg(pod.pid, signal.SIGTERM)
 
     def fail_node(self, name: str, rank: int) -> None:
-        """The node's machine is gone: its processes (torchrun and every training process under it,
-        whatever their process group) die at once."""
-        root = self.nodes[name][rank].pid
-        children: dict[int, list[int]] = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        doomed, todo = [], [root]
-        while todo:
-            pid = todo.pop()
-            doomed.append(pid)
-            todo += children.get(pid, [])
-        for pid in doomed:  # stopped first, so none reacts (parent-death signal, SIGTERM) before dying
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
-        for pid in doomed:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        """The node's machine is gone: its processes die at once."""
+        kill_tree(self.nodes[name][rank].pid)
 
     def pids(self, name: str) -> list[int]:
         return [p.pid for p in self.nodes.get(name, [])]
+
+
+def kill_tree(root: int) -> None:
+    """A machine lost: ``root`` and every process under it (whatever their process group) die at
+    once, each stopped first so that none reacts (parent-death signal, SIGTERM handler) before."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    doomed, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        doomed.append(pid)
+        todo += children.get(pid, [])
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -2,8 +2,10 @@
 each starting torchrun with ``--nnodes 2 --nproc-per-node 1`` and the c10d rendezvous on 127.0.0.1 at
 a free port (gloo, one torch thread per process). The run trains like one process with the same
 global batch (two micro-batches per step) within the bounds of tests/unit/test_distributed.py and
-registers one version; Cancel ends both nodes' processes and registers nothing. A run asking for
-more nodes than the deployment has is refused when it is asked for."""
+registers one version; Cancel ends both nodes' processes and registers nothing. A node lost while
+training (its machine gone: its worker and everything under it killed) fails the run, naming it,
+with nothing registered. A run asking for more nodes than the deployment has is refused when it is
+asked for."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from runner.core.db import session_scope
 from runner.core.models import ModelVersion, RunStatus, TrainingRun
 from runner.jobs import multinode
 from runner.jobs.queues import queue
+from tests.fake_k8s import kill_tree
 from tests.test_pause_resume import alive, get_run, latest_run_id, message_showing
 from tests.training_support import ENDLESS, ROOT, seed_project, wait_until, worker_env
 from tests.unit.test_distributed import LOSS_RTOL, WEIGHT_ATOL
@@ -181,3 +184,43 @@ def test_more_nodes_than_the_deployment_has_are_refused_when_asked(
     assert "nodes=3 but FTBOT_NODES lists 2 node(s)" in told["text"]
     with session_scope(engine) as session:
         assert session.exec(select(TrainingRun)).all() == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_a_node_lost_while_training_fails_the_run_naming_it(
+    slack, emulator, engine, training_settings, database_url
+):
+    seed_project(engine, emulator=emulator)
+    port = free_port()
+    training_settings.ftbot_multinode = "torchrun"
+    training_settings.ftbot_nodes = tuple(NODES.split(","))
+    redis = Redis.from_url(training_settings.redis_url)
+    other = node_worker(training_settings, database_url, emulator, "b", port, burst=False)
+    try:
+        assert slack.slash("train ticket-router nodes=2 " + " ".join(ENDLESS)).status == 200
+        run_id = wait_until(lambda: latest_run_id(engine), what="the run")
+        wait_until(lambda: Worker.all(queue=queue("node-b", redis)), timeout=120, what="node b's worker")
+        head = node_worker(training_settings, database_url, emulator, "a", port, burst=True)
+        try:
+            wait_until(lambda: get_run(engine, run_id).progress.get("step"), timeout=300, what="training")
+            launch = (
+                Path(training_settings.ftbot_data_dir)
+                / "artifacts"
+                / "ticket-router"
+                / f".run-{run_id}.launch"
+            )
+            ranks = [int(p.read_text()) for p in sorted(launch.glob("rank-*.pid"))]
+            kill_tree(other.pid)  # node b's machine is gone
+            output, _ = head.communicate(timeout=300)
+        finally:
+            head.kill()
+        run = get_run(engine, run_id)
+        assert run.status == RunStatus.FAILED, output[-3000:]
+        assert "b: lost" in (run.error or ""), run.error
+        wait_until(lambda: not any(alive(pid) for pid in ranks), timeout=120, what="the ranks to exit")
+        assert all_versions(engine) == []
+        message_showing(emulator, run_id, "failed")
+    finally:
+        other.kill()
+        other.communicate(timeout=60)
