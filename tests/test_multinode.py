@@ -2,7 +2,10 @@
 each starting torchrun with ``--nnodes 2 --nproc-per-node 1`` and the c10d rendezvous on 127.0.0.1 at
 a free port (gloo, one torch thread per process). The run trains like one process with the same
 global batch (two micro-batches per step) within the bounds of tests/unit/test_distributed.py and
-registers one version; Cancel ends both nodes' processes and registers nothing. A node lost while
+registers one version; Cancel ends both nodes' processes and registers nothing. Pause reaches rank 0
+wherever it runs; the resumed two-node run ends bit for bit where an uninterrupted one ends (each
+rank's data share and random generators are its global rank's, whichever node it lands on in each
+try). A node lost while
 training (its machine gone: its worker and everything under it killed) fails the run, naming it,
 with nothing registered. A run asking for more nodes than the deployment has is refused when it is
 asked for."""
@@ -31,7 +34,15 @@ from runner.core.models import ModelVersion, RunStatus, TrainingRun
 from runner.jobs import multinode
 from runner.jobs.queues import queue
 from tests.fake_k8s import kill_tree
-from tests.test_pause_resume import alive, get_run, latest_run_id, message_showing
+from tests.test_pause_resume import (
+    PAUSABLE,
+    alive,
+    assert_same_adapter,
+    checkpoint_folder,
+    get_run,
+    latest_run_id,
+    message_showing,
+)
 from tests.training_support import ENDLESS, ROOT, seed_project, wait_until, worker_env
 from tests.unit.test_distributed import LOSS_RTOL, WEIGHT_ATOL
 
@@ -224,3 +235,67 @@ def test_a_node_lost_while_training_fails_the_run_naming_it(
     finally:
         other.kill()
         other.communicate(timeout=60)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_a_paused_two_node_run_resumes_and_ends_bit_for_bit_where_an_uninterrupted_one_ends(
+    slack, emulator, engine, training_settings, database_url
+):
+    seed_project(engine, emulator=emulator)
+    port = free_port()
+    training_settings.ftbot_multinode = "torchrun"
+    training_settings.ftbot_nodes = tuple(NODES.split(","))
+    redis = Redis.from_url(training_settings.redis_url)
+    other = node_worker(training_settings, database_url, emulator, "b", port, burst=False)
+
+    def head_to_end() -> str:
+        head = node_worker(training_settings, database_url, emulator, "a", port, burst=True)
+        output, _ = head.communicate(timeout=900)
+        assert head.returncode == 0, output[-4000:]
+        return output
+
+    try:
+        wait_until(lambda: Worker.all(queue=queue("node-b", redis)), timeout=120, what="node b's worker")
+        assert slack.slash("train ticket-router nodes=2 " + " ".join(PAUSABLE)).status == 200
+        whole_id = wait_until(lambda: latest_run_id(engine), what="the uninterrupted run")
+        head_to_end()
+        whole = get_run(engine, whole_id)
+        assert whole.status == RunStatus.FINISHED, whole.error
+
+        assert slack.slash("train ticket-router nodes=2 " + " ".join(PAUSABLE)).status == 200
+        run_id = wait_until(lambda: (n := latest_run_id(engine)) != whole_id and n, what="the second run")
+        head = node_worker(training_settings, database_url, emulator, "a", port, burst=True)
+        try:
+            wait_until(lambda: get_run(engine, run_id).progress.get("step"), timeout=300, what="training")
+            running = message_showing(emulator, run_id, "running")
+            assert slack.press(running, "Pause", user="UALICE").status == 200
+            output, _ = head.communicate(timeout=600)
+        finally:
+            head.kill()
+        paused = get_run(engine, run_id)
+        assert paused.status == RunStatus.PAUSED, (paused.error, output[-3000:])
+        assert 0 < paused.checkpoint_step < whole.metrics["steps"]
+        assert (checkpoint_folder(training_settings, run_id) / "checkpoint.pt").exists()
+        wait_until(  # node b's share stopped at the same step and its job ended
+            lambda: node_job_status(redis, run_id, 0, "b") == JobStatus.FINISHED, what="node b's job"
+        )
+        shown = message_showing(emulator, run_id, "paused")
+        assert slack.press(shown, "Resume", user="UALICE").status == 200
+        message_showing(emulator, run_id, "queued")
+        head_to_end()
+
+        done = get_run(engine, run_id)
+        assert done.status == RunStatus.FINISHED, done.error
+        assert done.metrics["resumed_from_step"] == paused.checkpoint_step
+        assert node_job_status(redis, run_id, 1, "b") == JobStatus.FINISHED  # the second try's node job
+        with session_scope(engine) as session:
+            versions = {v.run_id: v for v in session.exec(select(ModelVersion)).all()}
+        assert sorted(versions) == [whole_id, run_id]
+        assert_same_adapter(versions[run_id], versions[whole_id])
+    finally:
+        other.send_signal(signal.SIGTERM)
+        try:
+            other.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            other.kill()
