@@ -141,10 +141,6 @@ class KubernetesApi:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         return self._call("DELETE", f"/{name}", body) is not None
 
-    def suspend(self, name: str, suspended: bool = True) -> bool:
-        patch = {"spec": {"suspend": suspended}}
-        return self._call("PATCH", f"/{name}", patch, "application/merge-patch+json") is not None
-
 
 def launch(
     settings: Settings,
