@@ -309,6 +309,10 @@ def _launch_on_nodes(
             + f"). Log tail of {head.name}:\n{distributed.log_tail(log_file, 1200)}"
         )
 
+    if not clean and outcome.get("outcome") == "cancelled":
+        # A node's group got SIGTERM from outside (its worker stopped): the others stopped with it,
+        # at one step with a checkpoint, but nobody asked this run to stop: it failed.
+        raise distributed.DistributedTrainingFailed(failure())
     return distributed.conclude(outcome, exited_cleanly=clean, failure=failure)
 
 

@@ -11,9 +11,11 @@ schedule and the loss are those of one process with ``grad_accum_steps × procs`
 Who does what:
 
 * rank 0 alone reports progress and checkpoints (as JSON lines in ``events.jsonl`` that the job
-  reads and forwards to the database and Slack), writes the checkpoint and the adapter, and leaves
-  the outcome in ``outcome.json``; the job registers the version, and only after every process exited
-  cleanly with that outcome, so a failed or killed process never leaves half a version.
+  reads and forwards to the database and Slack; through Redis, `RedisLink`, when the run spans
+  several machines and rank 0 may be on any of them: `runner.jobs.multinode`), writes the
+  checkpoint and the adapter, and leaves the outcome in ``outcome.json`` (or Redis); the job
+  registers the version, and only after every process exited cleanly with that outcome, so a failed
+  or killed process never leaves half a version.
 * a pause or a stop asked of the run reaches rank 0 through ``control`` (written by the job); SIGTERM
   (cancel: the job's process dies, and the kernel sends SIGTERM to torchrun, which passes it on to
   the processes; or SIGTERM sent to the whole group) sets a flag in the process that got it. Before
