@@ -15,7 +15,7 @@ from runner.core import models
 from runner.core.db import session_scope, upgrade
 from runner.core.models import TERMINAL_RUN_STATUSES, TrainingRun
 from runner.data import projects
-from runner.jobs import hardware, queues, runs, tasks
+from runner.jobs import hardware, multinode, queues, runs, tasks
 from runner.jobs.worker import run_worker, serve_metrics
 from runner.registry import versions
 
@@ -29,6 +29,11 @@ from runner.registry import versions
 @click.option("--metrics-port", default=None, type=int, help="Serve Prometheus metrics on this port.")
 @click.option("--gpus", default=None, type=int, help="GPUs this worker has (with FTBOT_HARDWARE_CLASSES).")
 @click.option("--gpu-mem", default="0", help="Memory of each GPU, e.g. 80G (with --gpus).")
+@click.option(
+    "--node",
+    default=None,
+    help="This machine's name in FTBOT_NODES: also serve its node queue (multi-node runs, torchrun).",
+)
 def worker(
     queue_names: str | None,
     burst: bool,
@@ -36,11 +41,13 @@ def worker(
     metrics_port: int | None,
     gpus: int | None,
     gpu_mem: str,
+    node: str | None,
 ) -> None:
     """Run an RQ worker for training and evaluation jobs (many may share one Redis).
 
     With FTBOT_HARDWARE_CLASSES and --gpus, it serves the train queue of every class it can stand in
-    for, then eval (unless --queues says otherwise).
+    for, then eval (unless --queues says otherwise). With --node NAME it serves NAME's node queue
+    first: the multi-node runs it heads, and its part of the others'.
     """
     config = settings()
     upgrade(engine(config))
@@ -57,6 +64,15 @@ def worker(
             raise click.UsageError(f"no hardware class fits {gpus} GPUs of {gpu_mem}")
         chosen = (*served, queues.EVAL_QUEUE)
         click.echo(f"serving {', '.join(chosen)}")
+    if node is not None:
+        try:
+            known = [n.name for n in multinode.parse_nodes(config.ftbot_nodes)]
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+        if node not in known:
+            raise click.UsageError(f"--node {node}: FTBOT_NODES names {', '.join(known) or 'no node'}")
+        mine = multinode.node_queue(node)
+        chosen = (mine, *(q for q in chosen if q != mine))
     run_worker(config, queues=chosen, burst=burst, name=name)
 
 

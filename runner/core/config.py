@@ -86,6 +86,51 @@ class Settings(BaseSettings):
         description="Worker classes, smallest first, as name:gpus:gpu_mem (cpu:0:0,a10:1:24G); each gets "
         "a train-<name> queue; empty: one train queue",
     )
+    ftbot_multinode: str = Field(
+        default="",
+        pattern=r"^(|torchrun|k8s)$",
+        description="How a run with nodes>1 is launched: torchrun (c10d rendezvous on FTBOT_NODES) or "
+        "k8s (a Kubeflow Trainer TrainJob); empty: such runs are refused",
+    )
+    ftbot_nodes: IdList = Field(
+        default=(),
+        description="The fixed nodes of FTBOT_MULTINODE=torchrun, as name=address (a=10.0.0.1,b=10.0.0.2); "
+        "the first is the head and hosts the rendezvous; each runs `ftbot worker --node NAME`",
+    )
+    ftbot_rdzv_port: int = Field(
+        default=29400, ge=0, le=65535, description="The head node's port for torchrun's c10d rendezvous"
+    )
+    ftbot_rdzv_timeout: int = Field(
+        default=600, ge=1, description="Seconds a multi-node run waits for every node to join"
+    )
+    ftbot_k8s_api_url: str = Field(
+        default="https://kubernetes.default.svc", description="Kubernetes API server (FTBOT_MULTINODE=k8s)"
+    )
+    ftbot_k8s_namespace: str = Field(default="ftbot", description="Namespace the TrainJobs are created in")
+    ftbot_k8s_token_file: Path = Field(
+        default=Path("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+        description="The service account token the worker calls the API server with",
+    )
+    ftbot_k8s_ca_file: str = Field(
+        default="/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+        description="The API server's CA bundle (empty: the system's)",
+    )
+    ftbot_k8s_runtime: str = Field(
+        default="torch-distributed", description="The ClusterTrainingRuntime a TrainJob refers to"
+    )
+    ftbot_k8s_image: str = Field(
+        default="registry.example.com/ftbot/worker:0.1.0",
+        description="The training pods' image (the worker's)",
+    )
+    ftbot_k8s_pvc: str = Field(
+        default="ftbot-data", description="The ReadWriteMany claim mounted at FTBOT_DATA_DIR in training pods"
+    )
+    ftbot_k8s_gpu_resource: str = Field(
+        default="nvidia.com/gpu", description="Resource each training process takes one of (empty: CPU pods)"
+    )
+    ftbot_k8s_poll_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between reads of a TrainJob's status"
+    )
     ftbot_deploy_hook: str | None = Field(
         default=None, description="Command or http(s) URL called with the new deployment manifest"
     )
@@ -158,6 +203,7 @@ class Settings(BaseSettings):
         "ftbot_admins",
         "ftbot_queues",
         "ftbot_hardware_classes",
+        "ftbot_nodes",
         "ftbot_deploy_hook_env",
         mode="before",
     )

@@ -156,6 +156,10 @@ class TrainConfig(BaseModel):
     procs: int = Field(1, ge=1, le=64)
     """Processes training together on one machine, one per GPU (CPU: gloo processes); above 1 the job
     launches them with ``torchrun`` (DDP: the 4-bit base must fit each device)."""
+    nodes: int = Field(1, ge=1, le=64)
+    """Machines training together, ``procs`` processes on each; above 1 the job launches the run on
+    several machines (``FTBOT_MULTINODE``: torchrun on fixed nodes, or a Kubernetes TrainJob) and the
+    global batch is dealt among ``nodes × procs`` processes."""
     checkpoint_every: int = Field(50, ge=0, le=1_000_000)
     """Optimizer steps between checkpoints (adapter, optimizer, scheduler, RNG, data position) that a
     paused or interrupted run resumes from, each with its eval loss (a candidate for the adapter

@@ -34,7 +34,7 @@ from runner.core.models import (
 from runner.core.policy import Action, Person, perform
 from runner.core.trainconfig import CHECKPOINT_FILE, TrainConfig
 from runner.data import exporting, gates, projects, snapshots
-from runner.jobs import preflight
+from runner.jobs import multinode, preflight
 from runner.jobs.queues import enqueue, eval_job_id, fetch_job, train_job_id, train_queue_for
 
 PAUSE = "pause"  # TrainingRun.control: the running job checkpoints and stops at its next step
@@ -202,7 +202,13 @@ def train_queue(settings: Settings, run: TrainingRun) -> str:
         ValueError: no configured class can run it.
     """
     memory = (run.estimate or {}).get("memory_bytes")
-    return train_queue_for(settings, procs=int(run.config.get("procs", 1)), memory_bytes=memory)
+    config = TrainConfig(**run.config)
+    problem = multinode.refusal(settings, config)
+    if problem:
+        raise ValueError(problem)
+    if config.nodes > 1:  # the head node's queue (torchrun), or any train queue (a TrainJob's launcher)
+        return multinode.train_queue(settings, train_queue_for(settings, procs=1, memory_bytes=None))
+    return train_queue_for(settings, procs=config.procs, memory_bytes=memory)
 
 
 def enqueue_run(engine: Engine, run: TrainingRun, *, settings: Settings, connection: Redis) -> None:

@@ -242,6 +242,7 @@ def train_job(run_id: int) -> dict[str, Any]:
         instructions = str(frozen.get("instructions", project.instructions))
         task_type = str(frozen.get("task_type", project.task_type))
         config = TrainConfig(**run.config)
+        attempt = run.attempt
     # A pulled name trains on its folder; the run and the version keep the name they were given.
     config = config.model_copy(
         update={"base_model": basemodels.resolve(config.base_model, ctx.settings.ftbot_models_dir)}
@@ -272,7 +273,22 @@ def train_job(run_id: int) -> dict[str, Any]:
                 "on_checkpoint": _checkpointed(ctx.engine, run_id),
             }
             try:
-                if config.procs > 1:  # torchrun, in a process group of its own (runner.ml.distributed)
+                if config.nodes > 1:  # launched on several machines and watched (runner.jobs.multinode)
+                    from runner.jobs import multinode
+
+                    result = multinode.launch(
+                        ctx.settings,
+                        _redis(ctx),
+                        run_id=run_id,
+                        attempt=attempt,
+                        config=config,
+                        train_examples=train_rows,
+                        eval_examples=eval_rows,
+                        out_dir=partial,
+                        workdir=launch_dir(ctx.settings, project, run_id),
+                        **hooks,
+                    )
+                elif config.procs > 1:  # torchrun, in a process group of its own (runner.ml.distributed)
                     from runner.ml import distributed
 
                     result = distributed.launch(
@@ -382,6 +398,17 @@ def on_train_failure(job: Job, connection: Redis, exc_type: type, exc_value: Bas
 def on_train_stopped(job: Job, connection: Redis) -> None:
     """RQ stopped callback (Cancel pressed; the work-horse was killed): cancelled, partial files gone."""
     run_id = int(job.meta.get("run_id", 0))
+    ctx = JobContext.current()
+    with session_scope(ctx.engine) as session:
+        run = session.get(TrainingRun, run_id)
+        nodes = int(run.config.get("nodes", 1)) if run is not None else 1
+    if nodes > 1:  # the other nodes (or the TrainJob) end theirs too
+        from runner.jobs import multinode
+
+        try:
+            multinode.abort(connection, run_id, int(job.meta.get("attempt", 0)), nodes)
+        except Exception:
+            log.exception("could not tell the other nodes of run %s to stop", run_id)
     mark_ended(run_id, RunStatus.CANCELLED, "Cancelled while training.", job_id=job.id)
 
 

@@ -11,9 +11,11 @@ schedule and the loss are those of one process with ``grad_accum_steps × procs`
 Who does what:
 
 * rank 0 alone reports progress and checkpoints (as JSON lines in ``events.jsonl`` that the job
-  reads and forwards to the database and Slack), writes the checkpoint and the adapter, and leaves
-  the outcome in ``outcome.json``; the job registers the version, and only after every process exited
-  cleanly with that outcome, so a failed or killed process never leaves half a version.
+  reads and forwards to the database and Slack; through Redis, `RedisLink`, when the run spans
+  several machines and rank 0 may be on any of them: `runner.jobs.multinode`), writes the
+  checkpoint and the adapter, and leaves the outcome in ``outcome.json`` (or Redis); the job
+  registers the version, and only after every process exited cleanly with that outcome, so a failed
+  or killed process never leaves half a version.
 * a pause or a stop asked of the run reaches rank 0 through ``control`` (written by the job); SIGTERM
   (cancel: the job's process dies, and the kernel sends SIGTERM to torchrun, which passes it on to
   the processes; or SIGTERM sent to the whole group) sets a flag in the process that got it. Before
@@ -41,6 +43,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,7 @@ from runner.core.trainconfig import Progress, TrainConfig, TrainingCancelled, Tr
 PR_SET_PDEATHSIG = 1
 POLL_S = 0.2
 PAUSE, STOP = "pause", "stop"
+HEAD_KEY = "head"  # a multi-node run's launching job refreshes it while it watches (RedisLink)
 
 
 class DistributedTrainingFailed(FtbotError):
@@ -67,20 +71,214 @@ def _die_with_parent() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def torchrun_command(procs: int, spec: Path) -> list[str]:
-    """The command line of a run with ``procs`` processes on this machine (``spec``: its settings)."""
+@dataclass(frozen=True)
+class Rendezvous:
+    """Where the nodes of a multi-node run meet: torchrun's c10d rendezvous on the head node."""
+
+    nodes: int
+    endpoint: str
+    """``host:port`` of the head node, which hosts the rendezvous store."""
+    run_id: str
+    """The same on every node of the run and unique to it (a new one for each try)."""
+    is_host: bool
+    """Whether this node hosts the store (the head)."""
+    local_addr: str | None = None
+    """This node's address as the others reach it (the master address when it gets rank 0)."""
+    join_timeout: int = 600
+
+
+def torchrun_command(procs: int, spec: Path, rendezvous: Rendezvous | None = None) -> list[str]:
+    """The command line of a run with ``procs`` processes on this machine (``spec``: its settings),
+    alone (``--standalone``) or as one node of a multi-node run (``rendezvous``)."""
+    if rendezvous is None:
+        where = ["--standalone"]
+    else:
+        where = [
+            f"--nnodes={rendezvous.nodes}",
+            "--rdzv_backend=c10d",
+            f"--rdzv_endpoint={rendezvous.endpoint}",
+            f"--rdzv_id={rendezvous.run_id}",
+            f"--rdzv_conf=is_host={str(rendezvous.is_host).lower()},join_timeout={rendezvous.join_timeout}",
+            *([f"--local_addr={rendezvous.local_addr}"] if rendezvous.local_addr else []),
+        ]
     return [
         sys.executable,
         "-m",
         "runner.ml.distributed",
         "--torchrun",  # sets the parent-death signal, then becomes torchrun (see _exec_torchrun)
-        "--standalone",
+        *where,
         f"--nproc_per_node={procs}",
         "--max_restarts=0",
         "-m",
         "runner.ml.distributed",
         str(spec),
     ]
+
+
+class FileLink:
+    """The job's side of rank 0's link on one machine: files in the work folder."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.events = workdir / "events.jsonl"
+        self.events.touch()
+        self._reader = self.events.open()
+        self._pending = ""
+
+    def read(self) -> list[dict[str, Any]]:
+        self._pending += self._reader.read()
+        *lines, self._pending = self._pending.split("\n")  # a line being written waits for the next pass
+        return [json.loads(line) for line in lines]
+
+    def ask(self, what: str) -> None:
+        staging = self.workdir / ".control"
+        staging.write_text(what)
+        os.replace(staging, self.workdir / "control")
+
+    def outcome(self) -> dict[str, Any]:
+        self._reader.close()
+        outcome_file = self.workdir / "outcome.json"
+        return json.loads(outcome_file.read_text()) if outcome_file.exists() else {}
+
+
+class RedisLink:
+    """The job's side of rank 0's link across machines: Redis keys under ``prefix`` (rank 0 may run
+    on any node; each node reaches Redis)."""
+
+    TTL_S = 7 * 24 * 3600
+
+    def __init__(self, connection: Any, prefix: str) -> None:
+        self.redis, self.prefix = connection, prefix
+        self._seen = 0
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}:{name}"
+
+    def clear(self) -> None:
+        """Forget a previous try's events, control and outcome under the same prefix."""
+        self.redis.delete(*(self.key(n) for n in ("events", "control", "outcome")))
+
+    def read(self) -> list[dict[str, Any]]:
+        items = self.redis.lrange(self.key("events"), self._seen, -1)
+        self._seen += len(items)
+        return [json.loads(item) for item in items]
+
+    def ask(self, what: str) -> None:
+        self.redis.set(self.key("control"), what, ex=self.TTL_S)
+
+    def outcome(self) -> dict[str, Any]:
+        found = self.redis.get(self.key("outcome"))
+        return json.loads(found) if found else {}
+
+
+def write_inputs(
+    config: TrainConfig,
+    train_examples: Sequence[Mapping[str, Any]],
+    eval_examples: Sequence[Mapping[str, Any]],
+    out_dir: Path,
+    *,
+    workdir: Path,
+    checkpoint_dir: Path | None,
+    link_prefix: str | None = None,
+) -> Path:
+    """Empty ``workdir`` (a previous try's events, outcome and control) and write the run's data and
+    settings there; returns the settings file every process is started with.
+
+    Args:
+        link_prefix: rank 0 reports through Redis keys under it (a multi-node run) instead of files.
+    """
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    (workdir / "data.json").write_text(
+        json.dumps({"train": list(train_examples), "eval": list(eval_examples)})
+    )
+    spec = workdir / "spec.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "config": config.to_dict(),
+                "out_dir": str(out_dir),
+                "checkpoint_dir": str(checkpoint_dir) if checkpoint_dir is not None else None,
+                "workdir": str(workdir),
+                "link_prefix": link_prefix,
+            }
+        )
+    )
+    return spec
+
+
+def start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start torchrun in a process group of its own (SIGTERM to it reaches every rank), its output
+    in ``log``."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default, said here to silence its warning
+    with log.open("wb") as log_file:
+        return subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+
+def watch(
+    done: Callable[[], bool],
+    link: FileLink | RedisLink,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    should_pause: Callable[[], bool] | None = None,
+    on_checkpoint: Callable[[int, float | None], None] | None = None,
+    tick: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Forward rank 0's events and pass on pause and stop requests until ``done()``; returns the
+    outcome rank 0 left (empty when it left none).
+
+    Args:
+        tick: called on every pass (a multi-node head's liveness, its other nodes' state).
+    """
+    asked: str | None = None
+    while True:
+        finished = done()
+        for event in link.read():
+            _forward(event, progress, on_checkpoint)
+        if finished:
+            break
+        if asked is None and should_pause is not None and should_pause():
+            link.ask(asked := PAUSE)
+        elif asked is None and should_stop is not None and should_stop():
+            link.ask(asked := STOP)
+        if tick is not None:
+            tick()
+        time.sleep(POLL_S)
+    return link.outcome()
+
+
+def conclude(outcome: Mapping[str, Any], *, exited_cleanly: bool, failure: Callable[[], str]) -> Any:
+    """The run's end from rank 0's outcome: its result, or the exception that says how it ended.
+
+    Args:
+        exited_cleanly: whether every process of the run exited with status 0.
+        failure: the failure's description (with a log's tail), asked only when it failed.
+
+    Raises:
+        TrainingPaused, TrainingCancelled, DistributedTrainingFailed: see :func:`launch`.
+    """
+    from runner.ml.loop import TrainResult
+
+    kind = outcome.get("outcome")
+    if kind == "finished" and exited_cleanly:
+        data = dict(outcome["result"])
+        data["out_dir"] = Path(data["out_dir"])
+        for name in ("loss_curve", "eval_losses", "checkpoints"):
+            data[name] = [tuple(item) for item in data[name]]
+        return TrainResult(**data)
+    if kind == "paused":
+        raise TrainingPaused(int(outcome["step"]))
+    if kind == "cancelled":
+        raise TrainingCancelled(str(outcome["message"]))
+    raise DistributedTrainingFailed(failure())
+
+
+def log_tail(log: Path, chars: int = 1500) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.exists() else ""
 
 
 def launch(
@@ -116,80 +314,32 @@ def launch(
     """
     import torch
 
-    from runner.ml.loop import TrainResult
-
     if torch.cuda.is_available() and config.procs > torch.cuda.device_count():
         raise ValueError(f"procs={config.procs} but this worker has {torch.cuda.device_count()} GPUs")
-    shutil.rmtree(workdir, ignore_errors=True)  # a previous try's events, outcome and control
-    workdir.mkdir(parents=True)
-    (workdir / "data.json").write_text(
-        json.dumps({"train": list(train_examples), "eval": list(eval_examples)})
+    spec = write_inputs(
+        config, train_examples, eval_examples, out_dir, workdir=workdir, checkpoint_dir=checkpoint_dir
     )
-    spec = workdir / "spec.json"
-    spec.write_text(
-        json.dumps(
-            {
-                "config": config.to_dict(),
-                "out_dir": str(out_dir),
-                "checkpoint_dir": str(checkpoint_dir) if checkpoint_dir is not None else None,
-                "workdir": str(workdir),
-            }
-        )
-    )
-    events, log = workdir / "events.jsonl", workdir / "torchrun.log"
-    events.touch()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default, said here to silence its warning
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            torchrun_command(config.procs, spec),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # a process group of its own: SIGTERM to it reaches every rank
-        )
+    log = workdir / "torchrun.log"
+    link = FileLink(workdir)
+    process = start(torchrun_command(config.procs, spec), log)
     if on_started is not None:
         on_started(process.pid)
-    asked: str | None = None
-    pending = ""
-    with events.open() as reader:
-        while True:
-            finished = process.poll() is not None
-            pending += reader.read()
-            *lines, pending = pending.split("\n")  # a line still being written waits for the next pass
-            for line in lines:
-                _forward(json.loads(line), progress, on_checkpoint)
-            if finished:
-                break
-            if asked is None and should_pause is not None and should_pause():
-                asked = _ask(workdir, PAUSE)
-            elif asked is None and should_stop is not None and should_stop():
-                asked = _ask(workdir, STOP)
-            time.sleep(POLL_S)
-    outcome_file = workdir / "outcome.json"
-    outcome = json.loads(outcome_file.read_text()) if outcome_file.exists() else {}
-    kind = outcome.get("outcome")
-    if kind == "finished" and process.returncode == 0:
-        data = dict(outcome["result"])
-        data["out_dir"] = Path(data["out_dir"])
-        for name in ("loss_curve", "eval_losses", "checkpoints"):
-            data[name] = [tuple(item) for item in data[name]]
-        return TrainResult(**data)
-    if kind == "paused":
-        raise TrainingPaused(int(outcome["step"]))
-    if kind == "cancelled":
-        raise TrainingCancelled(str(outcome["message"]))
-    tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
-    raise DistributedTrainingFailed(
-        f"torchrun exited with status {process.returncode} ({config.procs} processes); log tail:\n{tail}"
+    outcome = watch(
+        lambda: process.poll() is not None,
+        link,
+        progress=progress,
+        should_stop=should_stop,
+        should_pause=should_pause,
+        on_checkpoint=on_checkpoint,
     )
-
-
-def _ask(workdir: Path, what: str) -> str:
-    staging = workdir / ".control"
-    staging.write_text(what)
-    os.replace(staging, workdir / "control")
-    return what
+    return conclude(
+        outcome,
+        exited_cleanly=process.returncode == 0,
+        failure=lambda: (
+            f"torchrun exited with status {process.returncode} ({config.procs} processes); "
+            f"log tail:\n{log_tail(log)}"
+        ),
+    )
 
 
 def _forward(
@@ -210,20 +360,46 @@ def _forward(
 
 
 class _Rank0:
-    """Rank 0's link to the job: events out, pause and stop in."""
+    """Rank 0's link to the job: events out, pause and stop in, the outcome out. Files in the work
+    folder on one machine; Redis keys (``link_prefix`` in the settings) when the job may be on
+    another machine."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.events = (workdir / "events.jsonl").open("a")
-        self.control = workdir / "control"
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.prefix: str | None = spec.get("link_prefix")
+        self.workdir = Path(spec["workdir"])
+        if self.prefix:
+            from redis import Redis
+
+            from runner.core.config import load_settings
+
+            self.redis = Redis.from_url(load_settings().redis_url)
+        else:
+            self.events = (self.workdir / "events.jsonl").open("a")
 
     def emit(self, event: Mapping[str, Any]) -> None:
+        if self.prefix:
+            self.redis.rpush(f"{self.prefix}:events", json.dumps(event))
+            return
         self.events.write(json.dumps(event) + "\n")
         self.events.flush()
 
     def asked(self, what: str) -> bool:
+        if self.prefix:
+            found = self.redis.get(f"{self.prefix}:control")
+            if what == STOP and not self.redis.exists(f"{self.prefix}:{HEAD_KEY}"):
+                return True  # the job that launched the run is gone: nobody would register it
+            return found in (what, what.encode())  # bytes, unless the client decodes
         with contextlib.suppress(FileNotFoundError):
-            return self.control.read_text().strip() == what
+            return (self.workdir / "control").read_text().strip() == what
         return False
+
+    def finish(self, outcome: Mapping[str, Any]) -> None:
+        if self.prefix:
+            self.redis.set(f"{self.prefix}:outcome", json.dumps(outcome), ex=RedisLink.TTL_S)
+            return
+        staging = self.workdir / ".outcome.json"
+        staging.write_text(json.dumps(outcome))
+        os.replace(staging, self.workdir / "outcome.json")
 
 
 def main(spec_path: str) -> int:
@@ -248,7 +424,7 @@ def main(spec_path: str) -> int:
     rank, world = dist.get_rank(), dist.get_world_size()
     (workdir / f"rank-{rank}.pid").write_text(str(os.getpid()))
     data = json.loads((workdir / "data.json").read_text())
-    link = _Rank0(workdir) if rank == 0 else None
+    link = _Rank0(spec) if rank == 0 else None
     outcome: dict[str, Any]
     try:
         result = train(
@@ -268,10 +444,8 @@ def main(spec_path: str) -> int:
         outcome = {"outcome": "paused", "step": exc.step}
     except TrainingCancelled as exc:
         outcome = {"outcome": "cancelled", "message": str(exc)}
-    if rank == 0:
-        staging = workdir / ".outcome.json"
-        staging.write_text(json.dumps(outcome))
-        os.replace(staging, workdir / "outcome.json")
+    if link is not None:
+        link.finish(outcome)
     dist.destroy_process_group()
     return 0
 
