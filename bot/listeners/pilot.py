@@ -18,11 +18,12 @@ from slack_sdk import WebClient
 from sqlmodel import Session
 
 from bot.deps import Deps
+from bot.directory import DirectoryMiss
 from bot.listeners import answers
 from runner.core.db import session_scope
 from runner.core.exceptions import FtbotError
 from runner.core.models import Project
-from runner.core.policy import Action, perform
+from runner.core.policy import Action, decide, perform
 from runner.data import projects
 from runner.jobs import queues
 from runner.registry import pilot, versions
@@ -87,7 +88,7 @@ def command(
         text = (
             f"<@{user_id}> turned on the pilot of *{name}* here: new messages get v{serving}'s suggestion in "
             "their thread. Reviewers: react :white_check_mark: to accept it, or correct it with the right "
-            "label's emoji; every review becomes a labeled example."
+            "label's emoji (or :x: and a reply in the thread); every review becomes a labeled example."
         )
     else:
         text = f"<@{user_id}> turned off the pilot of *{name}* here: new messages get no suggestion."
@@ -113,6 +114,47 @@ def on_top_level_message(deps: Deps, event: dict[str, Any], plain: Callable[[str
             queues.enqueue_prediction(prediction_id, connection=deps.redis)
         except Exception:  # Redis away: the prediction stays queued in the database
             log.exception("could not enqueue prediction", extra={"prediction_id": prediction_id})
+
+
+def on_thread_reply(
+    deps: Deps, client: WebClient, event: dict[str, Any], plain: Callable[[str], str]
+) -> bool:
+    """A reply (or an edited one) in the thread of a pilot message: a reviewer's correction of the
+    suggestion, counted while their ❌ is on it (`runner.registry.pilot.reply`). False when the thread
+    is not a pilot message's (the reply is then none of the pilot's business)."""
+    channel, thread_ts, user = event["channel"], str(event["thread_ts"]), str(event.get("user", ""))
+    with session_scope(deps.engine) as session:
+        if not pilot.suggestions_in_thread(session, channel, thread_ts):
+            return False
+    text = plain(str(event.get("text") or ""))
+    outcomes: list[tuple[int, pilot.Corrected]] = []
+    for _attempt in range(3):  # a reviewer group to look up: done outside the unit of work, then again
+        try:
+            outcomes = _record_reply(deps, channel, thread_ts, user, str(event["ts"]), text)
+        except DirectoryMiss as miss:
+            deps.directory.group_members(client, miss.group_id)
+            continue
+        break
+    for project_id, corrected in outcomes:
+        if corrected.tell:
+            answers.tell(client, channel=channel, user=user, text=corrected.tell, thread_ts=thread_ts)
+        if corrected.changed:
+            deps.tally.touch(project_id)
+            after_review(deps, project_id)
+    return True
+
+
+def _record_reply(
+    deps: Deps, channel: str, thread_ts: str, user: str, ts: str, text: str
+) -> list[tuple[int, pilot.Corrected]]:
+    """One unit of work: the reply, for each suggestion in the thread whose project `user` reviews."""
+    outcomes = []
+    with session_scope(deps.engine) as session:
+        for project, prediction in pilot.suggestions_in_thread(session, channel, thread_ts):
+            if not decide(deps.settings, project, Action.VOTE, deps.person_cached(user)).allowed:
+                continue
+            outcomes.append((project.id or 0, pilot.reply(session, project, prediction, user, ts, text)))
+    return outcomes
 
 
 def after_review(deps: Deps, project_id: int) -> None:

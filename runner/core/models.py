@@ -456,6 +456,26 @@ class Prediction(SQLModel, table=True):
     posted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
+class Correction(SQLModel, table=True):
+    """A reviewer's ❌ on a pilot suggestion and their reply in its thread with the right output: the
+    reply counts as the reviewer's correction while the ❌ stands (the latest reply that fits the task)."""
+
+    __tablename__ = "correction"
+    __table_args__ = (UniqueConstraint("prediction_id", "reviewer_id", name="uq_correction_reviewer"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    prediction_id: int = Field(foreign_key="prediction.id", index=True)
+    reviewer_id: str = Field(max_length=32)
+    rejected: bool = Field(default=False)  # the reviewer's ❌ is on the suggestion
+    reply_ts: str | None = Field(default=None, max_length=32)  # their latest reply that fits the task
+    value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # what it says is right
+    # What is counted now: the label voted (classification) or the corrected output (drafts, an example
+    # of its own at the reply, `example_id`); None while nothing is.
+    applied: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    example_id: int | None = Field(default=None, foreign_key="example.id")
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+
+
 class AlertStatus(StrEnum):
     OPEN = "open"
     RESOLVED = "resolved"

@@ -1,0 +1,42 @@
+"""pilot corrections in words
+
+Revision ID: 0011
+Revises: 0009
+Create Date: 2026-11-30 18:30:00.000000
+
+One new table, nothing existing changes: a reviewer's correction of a pilot suggestion (their ❌ on it
+and their reply in its thread with the right output, and what of it is counted).
+"""
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision = '0011'
+down_revision = '0009'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('correction',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('prediction_id', sa.Integer(), nullable=False),
+    sa.Column('reviewer_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('rejected', sa.Boolean(), nullable=False),
+    sa.Column('reply_ts', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('value', sa.Text(), nullable=True),
+    sa.Column('applied', sa.Text(), nullable=True),
+    sa.Column('example_id', sa.Integer(), nullable=True),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['example_id'], ['example.id'], ),
+    sa.ForeignKeyConstraint(['prediction_id'], ['prediction.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('prediction_id', 'reviewer_id', name='uq_correction_reviewer')
+    )
+    with op.batch_alter_table('correction', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_correction_prediction_id'), ['prediction_id'], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_table('correction')
