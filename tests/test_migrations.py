@@ -357,7 +357,7 @@ def test_0009_adds_paused_runs_and_reverts_them_to_cancelled(empty_engine):
     upgrade(empty_engine)
 
 
-def test_0011_adds_corrections_and_reverts_cleanly(empty_engine):
+def test_0011_adds_corrections_and_reviewer_weighting_and_reverts_cleanly(empty_engine):
     from runner.core.models import Correction, Pilot, Prediction, PredictionStatus
 
     upgrade(empty_engine, "0005")
@@ -396,6 +396,7 @@ def test_0011_adds_corrections_and_reverts_cleanly(empty_engine):
         prediction = session.exec(select(Prediction)).one()
         assert prediction.status is PredictionStatus.DONE and prediction.label == "billing"
         assert session.get(Pilot, 1) is not None
+        assert projects.get_project(session, "router").weighted_consensus is False  # off until turned on
         session.add(
             Correction(
                 prediction_id=prediction.id,

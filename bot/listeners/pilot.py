@@ -5,6 +5,9 @@ and put on the predict queue; the predict worker posts each suggestion in the me
 (`runner.jobs.predict`). Reactions on a suggestion are reviews (`runner.registry.pilot`); after each
 one the acceptance of the version in production is tested, and a drop posts an alert for on-call
 with a Rollback button (the registry's audited compare-and-set path, `bot.listeners.registry`).
+A reviewer's reply in the thread of a pilot message may be their correction of its suggestion (with
+their ❌ on it). ``/finetune reviewers <project> weighting on|off`` is here too: it is the pilot's
+reviews, with the dataset's, that teach the model how far each reviewer can be trusted.
 """
 
 from __future__ import annotations
@@ -214,3 +217,47 @@ def shadow_command(
 def after_move(deps: Deps, project_name: str, resolution: str) -> None:
     """Production moved: resolve the alerts on versions no longer in production."""
     notify.resolve_alerts(deps.settings, deps.engine, project_name, resolution)
+
+
+def weighting_command(
+    deps: Deps,
+    client: WebClient,
+    name: str,
+    *,
+    enabled: bool,
+    user_id: str,
+    channel_id: str,
+    response_url: str | None,
+) -> None:
+    """``/finetune reviewers <project> weighting on|off`` (owners; audited): consensus weighs reviewers
+    by their estimated reliability (Dawid–Skene) or counts one vote each. Settled labels may change:
+    the project's tally is refreshed."""
+
+    def switch(session: Session, project: Project) -> tuple[int, str]:
+        project.weighted_consensus = enabled
+        session.add(project)
+        return project.id or 0, project.channel_id
+
+    try:
+        project_id, where = perform(
+            deps.engine,
+            deps.settings,
+            Action.CONFIGURE,
+            deps.person(client, user_id),
+            load=lambda session: projects.get_project(session, name),
+            work=switch,
+            target="reviewer weighting " + ("on" if enabled else "off"),
+        )
+    except FtbotError as exc:
+        answers.tell(client, channel=channel_id, user=user_id, text=str(exc), response_url=response_url)
+        return
+    deps.tally.touch(project_id)
+    text = (
+        f"<@{user_id}> turned on reviewer weighting for *{name}*: consensus now weighs each reviewer by "
+        "their estimated accuracy (Dawid–Skene), so a label may settle differently than by counting votes. "
+        f"`/finetune reviewers {name}` shows the estimates."
+        if enabled
+        else f"<@{user_id}> turned off reviewer weighting for *{name}*: consensus counts one vote each again."
+    )
+    if call(client, "chat_postMessage", channel=where, **payloads.notice(text)) is None:
+        answers.tell(client, channel=channel_id, user=user_id, text=text, response_url=response_url)

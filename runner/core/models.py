@@ -155,6 +155,8 @@ class Project(SQLModel, table=True):
     # Why the root message could not be posted (None: posted, or being posted right now);
     # `/finetune repost` tries again.
     root_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Consensus weighs reviewers by their estimated reliability (Dawid–Skene) instead of one vote each.
+    weighted_consensus: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
 
 

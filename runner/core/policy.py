@@ -46,6 +46,7 @@ class Action(StrEnum):
     ROLLBACK = "rollback"
     READ_AUDIT = "read_audit"  # the details of the audit log
     PILOT = "pilot"  # turn a project's pilot on or off
+    CONFIGURE = "configure"  # change a project's settings (how consensus weighs reviewers)
 
 
 class Role(StrEnum):
@@ -72,6 +73,7 @@ ALLOWED: dict[Action, tuple[Role, ...]] = {
     Action.ROLLBACK: (Role.ONCALL,),
     Action.READ_AUDIT: (Role.OWNER, Role.TRAINER, Role.ONCALL),
     Action.PILOT: (Role.OWNER,),
+    Action.CONFIGURE: (Role.OWNER,),
 }
 NOT_AUDITED = frozenset({Action.VOTE, Action.READ_AUDIT})
 

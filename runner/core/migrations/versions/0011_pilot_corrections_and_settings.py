@@ -1,11 +1,12 @@
-"""pilot corrections in words
+"""pilot corrections in words, reviewer weighting
 
 Revision ID: 0011
 Revises: 0009
 Create Date: 2026-11-30 18:30:00.000000
 
-One new table, nothing existing changes: a reviewer's correction of a pilot suggestion (their ❌ on it
-and their reply in its thread with the right output, and what of it is counted).
+A new table: a reviewer's correction of a pilot suggestion (their ❌ on it and their reply in its
+thread with the right output, and what of it is counted). A project can weigh reviewers by their
+estimated reliability (``project.weighted_consensus``, off for every existing project).
 """
 
 import sqlalchemy as sa
@@ -36,7 +37,15 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('correction', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_correction_prediction_id'), ['prediction_id'], unique=False)
+    with op.batch_alter_table('project') as batch:
+        batch.add_column(sa.Column('weighted_consensus', sa.Boolean(), nullable=False, server_default=sa.false()))
+    with op.batch_alter_table('project') as batch:  # the default only filled the existing rows
+        batch.alter_column(
+            'weighted_consensus', server_default=None, existing_type=sa.Boolean(), existing_nullable=False
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('project') as batch:
+        batch.drop_column('weighted_consensus')
     op.drop_table('correction')
