@@ -357,7 +357,7 @@ def test_0009_adds_paused_runs_and_reverts_them_to_cancelled(empty_engine):
     upgrade(empty_engine)
 
 
-def test_0011_adds_corrections_and_reviewer_weighting_and_reverts_cleanly(empty_engine):
+def test_0011_adds_corrections_weighting_and_shown_shadows_and_reverts_cleanly(empty_engine):
     from runner.core.models import Correction, Pilot, Prediction, PredictionStatus
 
     upgrade(empty_engine, "0005")
@@ -395,7 +395,7 @@ def test_0011_adds_corrections_and_reviewer_weighting_and_reverts_cleanly(empty_
     with session_scope(empty_engine) as session:
         prediction = session.exec(select(Prediction)).one()
         assert prediction.status is PredictionStatus.DONE and prediction.label == "billing"
-        assert session.get(Pilot, 1) is not None
+        assert session.get(Pilot, 1).shadow_shown is False  # type: ignore[union-attr]
         assert projects.get_project(session, "router").weighted_consensus is False  # off until turned on
         session.add(
             Correction(

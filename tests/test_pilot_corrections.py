@@ -21,6 +21,7 @@ from runner.registry import pilot, versions
 from tests.fake_openai import FakeInferenceServer
 from tests.pilot_support import PROJECT, make_project, react, right_label, say, settled, suggestion
 from tests.registry_support import move
+from tests.training_support import wait_until
 
 _reply_ids = iter(range(1, 10**9))
 
@@ -113,7 +114,8 @@ def test_a_cross_and_a_reply_correct_a_label(slack, emulator, engine, settings, 
     # ❌ alone: not a review yet; ftbot says what to reply, in the thread, to the reviewer alone
     react(slack, engine, "CPILOT", crash_tip["ts"], "x", "UBOB")
     assert state_of(engine, crash["ts"]) == (None, {}, None)
-    (hint,) = told(emulator, "UBOB", crash["ts"])
+    # (the reaction's event is settled with its vote, before ftbot speaks: wait for the words)
+    (hint,) = emulator.wait_for(lambda: told(emulator, "UBOB", crash["ts"]), what="the hint")
     assert "reply in this thread with the right label" in hint and ":two: technical" in hint
     # the reply (any case) is the correction: a vote for the label on the pilot example
     _, event = reply(slack, engine, "CPILOT", crash["ts"], "Technical", "UBOB")
@@ -155,9 +157,9 @@ def test_a_cross_and_a_reply_correct_a_label(slack, emulator, engine, settings, 
     assert state_of(engine, crash3["ts"]) == (ReviewOutcome.CORRECTED, {"UBOB": "billing"}, None)
     # the reviewer edits the reply: the edit is the correction now; deleting it retracts it
     assert slack.edit("CPILOT", wrong, "technical").status == 200
-    emulator.wait_for(lambda: state_of(engine, crash3["ts"])[1] == {"UBOB": "technical"}, what="the edit")
+    wait_until(lambda: state_of(engine, crash3["ts"])[1] == {"UBOB": "technical"}, what="the edit")
     assert slack.delete("CPILOT", {**wrong, "text": "technical"}).status == 200
-    emulator.wait_for(lambda: state_of(engine, crash3["ts"])[1] == {}, what="the deletion")
+    wait_until(lambda: state_of(engine, crash3["ts"])[1] == {}, what="the deletion")
 
     # someone who is not a reviewer: neither the ❌ nor the reply counts
     react(slack, engine, "CPILOT", crash4_tip["ts"], "x", "UDAVE")
@@ -223,7 +225,8 @@ def test_a_cross_and_a_reply_correct_a_draft(slack, emulator, engine, settings):
     tip = emulator.wait_for(lambda: suggestion(emulator, "CPILOT", message["ts"]))
 
     react(slack, engine, "CPILOT", tip["ts"], "x", "UBOB")  # rejects the draft; asks for the right one
-    assert "reply in this thread with the right output" in told(emulator, "UBOB", message["ts"])[0]
+    hint = emulator.wait_for(lambda: told(emulator, "UBOB", message["ts"]), what="the hint")
+    assert "reply in this thread with the right output" in hint[0]
     better, _ = reply(
         slack, engine, "CPILOT", message["ts"], "We are sorry: your parcel ships *today*.", "UBOB"
     )

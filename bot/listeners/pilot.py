@@ -166,15 +166,19 @@ def after_review(deps: Deps, project_id: int) -> None:
     notify.shadow_check(deps.settings, deps.engine, project_id)
 
 
-SHADOW_USAGE = "shadow <project> vN|off"
+SHADOW_USAGE = "shadow <project> vN [show-reviewers]|off"
+SHOW_REVIEWERS = ("show-reviewers", "--show-reviewers")
 
 
 def shadow_command(
     deps: Deps, client: WebClient, args: list[str], *, user_id: str, channel_id: str, response_url: str | None
 ) -> None:
-    """``/finetune shadow <project> vN|off`` (owners; audited): a candidate answers the pilot's
-    messages beside production, stored and never shown; its report comes once enough are labeled."""
-    if len(args) != 2 or not re.fullmatch(r"v\d+|off", args[1].lower()):
+    """``/finetune shadow <project> vN [show-reviewers]|off`` (owners; audited): a candidate answers
+    the pilot's messages beside production, stored and shown to no one (or, with ``show-reviewers``,
+    to the project's reviewers only); its report comes once enough are labeled."""
+    words = [w.lower() for w in args]
+    shown = len(words) == 3 and words[2] in SHOW_REVIEWERS and re.fullmatch(r"v\d+", words[1]) is not None
+    if not shown and (len(args) != 2 or not re.fullmatch(r"v\d+|off", words[1])):
         answers.tell(
             client,
             channel=channel_id,
@@ -187,7 +191,7 @@ def shadow_command(
     number = None if word == "off" else int(word[1:])
 
     def switch(session: Session, project: Project) -> str:
-        pilot.set_shadow(session, project, number, by=user_id)
+        pilot.set_shadow(session, project, number, by=user_id, shown=shown)
         piloted = pilot.pilot_of(session, project)
         return piloted.channel_id if piloted else channel_id
 
@@ -199,14 +203,19 @@ def shadow_command(
             deps.person(client, user_id),
             load=lambda session: projects.get_project(session, name),
             work=switch,
-            target=f"shadow {word}",
+            target=f"shadow {word}" + (" shown to reviewers" if shown else ""),
         )
     except FtbotError as exc:
         answers.tell(client, channel=channel_id, user=user_id, text=str(exc), response_url=response_url)
         return
+    seen = (
+        "its answers are shown to the project's reviewers only, in each message's thread"
+        if shown
+        else "unseen"
+    )
     text = (
         f"<@{user_id}> put v{number} of *{name}* in shadow here: it answers every new message beside "
-        f"production, unseen; its report comes once {deps.settings.ftbot_shadow_min_reviews} are labeled."
+        f"production, {seen}; its report comes once {deps.settings.ftbot_shadow_min_reviews} are labeled."
         if number is not None
         else f"<@{user_id}> ended the shadow of *{name}*."
     )

@@ -399,8 +399,10 @@ class Pilot(SQLModel, table=True):
     project_id: int = Field(foreign_key="project.id", primary_key=True)
     channel_id: str = Field(index=True, max_length=32)
     enabled: bool = Field(default=True)
-    # A candidate answering the same messages beside production: stored, never shown.
+    # A candidate answering the same messages beside production: stored, not shown to the channel.
     shadow_version_id: int | None = Field(default=None, foreign_key="model_version.id")
+    # Its answers are shown to the project's reviewers only (ephemeral, in each message's thread).
+    shadow_shown: bool = Field(default=False)
     # The shadow report was posted for this shadow version (once per version).
     shadow_reported_id: int | None = Field(default=None)
     by: str = Field(default="", max_length=64)

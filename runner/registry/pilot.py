@@ -696,8 +696,11 @@ def open_alerts(session: Session, project: Project | None = None) -> list[DriftA
 # --- shadow ------------------------------------------------------------------------------------------
 
 
-def set_shadow(session: Session, project: Project, number: int | None, *, by: str) -> ModelVersion | None:
-    """Put version `number` in shadow beside production on the pilot's messages (None: no shadow).
+def set_shadow(
+    session: Session, project: Project, number: int | None, *, by: str, shown: bool = False
+) -> ModelVersion | None:
+    """Put version `number` in shadow beside production on the pilot's messages (None: no shadow); with
+    `shown` its answers are shown to the project's reviewers only, else to no one.
 
     Raises:
         DatasetError: no pilot, or the version is the one in production (or unknown).
@@ -714,6 +717,7 @@ def set_shadow(session: Session, project: Project, number: int | None, *, by: st
         if serving is not None and serving.id == candidate.id:
             raise DatasetError(f"v{number} is in production already; shadow a candidate beside it.")
     piloted.shadow_version_id = candidate.id if candidate else None
+    piloted.shadow_shown = shown and candidate is not None
     piloted.by, piloted.updated_at = by, utcnow()
     session.add(piloted)
     return candidate
@@ -744,6 +748,26 @@ class ShadowReport:
             "production_rate": prod.rate,
             "production_ci": prod.interval,
         }
+
+
+def claim_shadow_showing(session: Session, prediction: Prediction) -> bool:
+    """Whether a shadow answer is to be shown to the reviewers now: its pilot's owner chose so for this
+    shadow version, and it was not shown yet (claimed here, so a retried batch shows it once)."""
+    piloted = session.get(Pilot, prediction.project_id)
+    if (
+        piloted is None
+        or not prediction.shadow
+        or not piloted.shadow_shown
+        or piloted.shadow_version_id != prediction.version_id
+        or prediction.status != PredictionStatus.DONE
+    ):
+        return False
+    claimed = session.execute(
+        update(Prediction)
+        .where(col(Prediction.id) == prediction.id, col(Prediction.posted_at).is_(None))
+        .values(posted_at=utcnow())
+    )
+    return bool(claimed.rowcount)  # type: ignore[attr-defined]
 
 
 def shadow_report(session: Session, project: Project) -> ShadowReport | None:

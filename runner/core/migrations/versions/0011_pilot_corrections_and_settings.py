@@ -1,4 +1,4 @@
-"""pilot corrections in words, reviewer weighting
+"""pilot corrections in words, reviewer weighting, shadow answers shown to reviewers
 
 Revision ID: 0011
 Revises: 0009
@@ -6,7 +6,8 @@ Create Date: 2026-11-30 18:30:00.000000
 
 A new table: a reviewer's correction of a pilot suggestion (their ❌ on it and their reply in its
 thread with the right output, and what of it is counted). A project can weigh reviewers by their
-estimated reliability (``project.weighted_consensus``, off for every existing project).
+estimated reliability (``project.weighted_consensus``, off for every existing project). A pilot's shadow
+candidate can have its answers shown to the project's reviewers only (``pilot.shadow_shown``, off).
 """
 
 import sqlalchemy as sa
@@ -39,13 +40,20 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_correction_prediction_id'), ['prediction_id'], unique=False)
     with op.batch_alter_table('project') as batch:
         batch.add_column(sa.Column('weighted_consensus', sa.Boolean(), nullable=False, server_default=sa.false()))
-    with op.batch_alter_table('project') as batch:  # the default only filled the existing rows
+    with op.batch_alter_table('pilot') as batch:
+        batch.add_column(sa.Column('shadow_shown', sa.Boolean(), nullable=False, server_default=sa.false()))
+    # The defaults only filled the existing rows.
+    with op.batch_alter_table('project') as batch:
         batch.alter_column(
             'weighted_consensus', server_default=None, existing_type=sa.Boolean(), existing_nullable=False
         )
+    with op.batch_alter_table('pilot') as batch:
+        batch.alter_column('shadow_shown', server_default=None, existing_type=sa.Boolean(), existing_nullable=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('pilot') as batch:
+        batch.drop_column('shadow_shown')
     with op.batch_alter_table('project') as batch:
         batch.drop_column('weighted_consensus')
     op.drop_table('correction')
