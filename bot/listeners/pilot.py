@@ -161,8 +161,14 @@ def _record_reply(
 
 
 def after_review(deps: Deps, project_id: int) -> None:
-    """A review changed: test the acceptance of the version in production (an alert if it dropped)."""
-    notify.drift_check(deps.settings, deps.engine, project_id)
+    """A review changed: test the acceptance of the version in production (an alert if it dropped; its
+    chart is drawn by the predict worker, `runner.jobs.alerts`, since the bot has no plotting)."""
+    alert_id = notify.drift_check(deps.settings, deps.engine, project_id)
+    if alert_id is not None:
+        try:
+            queues.enqueue_alert_chart(alert_id, connection=deps.redis)
+        except Exception:  # Redis away: the alert stands, without its chart
+            log.exception("could not enqueue the alert's chart", extra={"alert_id": alert_id})
     notify.shadow_check(deps.settings, deps.engine, project_id)
 
 

@@ -514,5 +514,7 @@ class DriftAlert(SQLModel, table=True):
     message_ts: str | None = Field(default=None, max_length=32)
     revision: int = Field(default=0)  # the production move the alert's Rollback button was drawn from
     resolution: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    # When its chart was uploaded into its thread (claimed before the upload: one chart per alert).
+    chart_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     opened_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
     resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

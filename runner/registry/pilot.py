@@ -580,6 +580,7 @@ def drift_evidence(
         "min_reviews": test.min_reviews,
         "alarm_at": test.alarm_at,
         "recent": seen[-RECENT_SHOWN:],
+        "series": [int(ok) for ok in seen],  # every review, oldest first: the alert's chart
         "previous": version_acceptance(session, previous).to_dict() if previous is not None else None,
     }
     return serving, evidence

@@ -255,6 +255,55 @@ def drift_check(settings: Settings, engine: Engine, project_id: int) -> int | No
     return _post_alert(settings, engine, project_id, AlertKind.ACCEPTANCE)
 
 
+def claim_alert_chart(engine: Engine, alert_id: int) -> bool:
+    """Claim the upload of an alert's chart (once per alert); False when it is claimed already."""
+    with session_scope(engine) as session:
+        claimed = session.execute(
+            update(DriftAlert)
+            .where(col(DriftAlert.id) == alert_id, col(DriftAlert.chart_at).is_(None))
+            .values(chart_at=utcnow())
+        )
+        return bool(claimed.rowcount)  # type: ignore[attr-defined]
+
+
+def upload_alert_chart(
+    settings: Settings, engine: Engine, alert_id: int, chart: Path, *, title: str, claimed: bool = False
+) -> bool:
+    """Upload an alert's chart into the alert's thread (files_upload_v2, as the evaluation summary's),
+    once: the upload is claimed first, and the claim given back when Slack refuses it (so a retry
+    uploads it). True when it was uploaded now.
+
+    Raises:
+        RuntimeError: Slack refused the upload (the claim was given back; the job is retried).
+    """
+    client = client_for(settings)
+    if client is None:
+        return False
+    with session_scope(engine) as session:
+        alert = session.get(DriftAlert, alert_id)
+        if alert is None:
+            return False
+        channel, thread = alert.channel_id, alert.message_ts
+    if not claimed and not claim_alert_chart(engine, alert_id):
+        return False
+    thread_ts = {"thread_ts": thread} if thread else {}
+    uploaded, error = try_call(
+        client,
+        "files_upload_v2",
+        channel=channel,
+        file=str(chart),
+        filename="acceptance.png",
+        title=title,
+        alt_txt=title,
+        **thread_ts,
+    )
+    if uploaded is None:
+        with session_scope(engine) as session:
+            session.execute(update(DriftAlert).where(col(DriftAlert.id) == alert_id).values(chart_at=None))
+        raise RuntimeError(f"Slack refused the chart of alert {alert_id}: {error}")
+    return True
+
+
 def label_mix_check(settings: Settings, engine: Engine, project_id: int) -> int | None:
     """Compare the labels the version in production predicts with its training mix; when they
     shifted, post the alert."""

@@ -1,4 +1,4 @@
-"""pilot corrections in words, reviewer weighting, shadow answers shown to reviewers
+"""pilot corrections in words, reviewer weighting, shadow answers shown to reviewers, alert charts
 
 Revision ID: 0011
 Revises: 0009
@@ -7,7 +7,8 @@ Create Date: 2026-11-30 18:30:00.000000
 A new table: a reviewer's correction of a pilot suggestion (their ❌ on it and their reply in its
 thread with the right output, and what of it is counted). A project can weigh reviewers by their
 estimated reliability (``project.weighted_consensus``, off for every existing project). A pilot's shadow
-candidate can have its answers shown to the project's reviewers only (``pilot.shadow_shown``, off).
+candidate can have its answers shown to the project's reviewers only (``pilot.shadow_shown``, off). A
+drift alert records when its chart was uploaded (``drift_alert.chart_at``).
 """
 
 import sqlalchemy as sa
@@ -42,6 +43,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column('weighted_consensus', sa.Boolean(), nullable=False, server_default=sa.false()))
     with op.batch_alter_table('pilot') as batch:
         batch.add_column(sa.Column('shadow_shown', sa.Boolean(), nullable=False, server_default=sa.false()))
+    with op.batch_alter_table('drift_alert') as batch:
+        batch.add_column(sa.Column('chart_at', sa.DateTime(timezone=True), nullable=True))
     # The defaults only filled the existing rows.
     with op.batch_alter_table('project') as batch:
         batch.alter_column(
@@ -52,6 +55,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('drift_alert') as batch:
+        batch.drop_column('chart_at')
     with op.batch_alter_table('pilot') as batch:
         batch.drop_column('shadow_shown')
     with op.batch_alter_table('project') as batch:
