@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
@@ -432,6 +432,8 @@ class Prediction(SQLModel, table=True):
         UniqueConstraint(
             "project_id", "version_id", "channel_id", "message_ts", name="uq_prediction_message"
         ),
+        # A reply in a pilot message's thread finds its suggestions by the message.
+        Index("ix_prediction_message", "channel_id", "message_ts"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -471,7 +473,7 @@ class Correction(SQLModel, table=True):
     prediction_id: int = Field(foreign_key="prediction.id", index=True)
     reviewer_id: str = Field(max_length=32)
     rejected: bool = Field(default=False)  # the reviewer's ❌ is on the suggestion
-    reply_ts: str | None = Field(default=None, max_length=32)  # their latest reply that fits the task
+    reply_ts: str | None = Field(default=None, index=True, max_length=32)  # their latest reply that fits
     value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # what it says is right
     # What is counted now: the label voted (classification) or the corrected output (drafts, an example
     # of its own at the reply, `example_id`); None while nothing is.

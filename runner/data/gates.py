@@ -7,8 +7,8 @@ examples and votes around them.
 Consensus is a strict majority of at least two votes, or — when the project's owner turned reviewer
 weighting on — the label the Dawid–Skene model (`runner.data.dawid_skene`) believes more likely than
 not, still on at least two votes. Either way an owner's decision is final. The model is fitted over
-all the project's votes (owners' decisions as known labels) and kept per project until a vote or a
-decision changes; the next fit starts from its beliefs.
+all the project's votes (owners' decisions as known labels) and kept per process until a vote or a
+decision of the project changes.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def _reviewer_model(
     cached = _FITS.get(project.id)
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
-    model = dawid_skene.fit(units, labels, known=known, start=cached[1].beliefs if cached else None)
+    model = dawid_skene.fit(units, labels, known=known)
     _FITS[project.id] = (fingerprint, model)
     return model
 

@@ -8,7 +8,8 @@ A new table: a reviewer's correction of a pilot suggestion (their ❌ on it and 
 thread with the right output, and what of it is counted). A project can weigh reviewers by their
 estimated reliability (``project.weighted_consensus``, off for every existing project). A pilot's shadow
 candidate can have its answers shown to the project's reviewers only (``pilot.shadow_shown``, off). A
-drift alert records when its chart was uploaded (``drift_alert.chart_at``).
+drift alert records when its chart was uploaded (``drift_alert.chart_at``). Predictions are indexed by
+their message (a reply in a pilot thread looks its suggestions up), corrections by their reply.
 """
 
 import sqlalchemy as sa
@@ -39,6 +40,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('correction', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_correction_prediction_id'), ['prediction_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_correction_reply_ts'), ['reply_ts'], unique=False)
+    with op.batch_alter_table('prediction') as batch:  # replies in a pilot thread find its suggestions
+        batch.create_index('ix_prediction_message', ['channel_id', 'message_ts'], unique=False)
     with op.batch_alter_table('project') as batch:
         batch.add_column(sa.Column('weighted_consensus', sa.Boolean(), nullable=False, server_default=sa.false()))
     with op.batch_alter_table('pilot') as batch:
@@ -61,4 +65,6 @@ def downgrade() -> None:
         batch.drop_column('shadow_shown')
     with op.batch_alter_table('project') as batch:
         batch.drop_column('weighted_consensus')
+    with op.batch_alter_table('prediction') as batch:
+        batch.drop_index('ix_prediction_message')
     op.drop_table('correction')
