@@ -257,7 +257,7 @@ def weighting_command(
         project_id, where = perform(
             deps.engine,
             deps.settings,
-            Action.CONFIGURE,
+            Action.SETTINGS,
             deps.person(client, user_id),
             load=lambda session: projects.get_project(session, name),
             work=switch,

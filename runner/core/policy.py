@@ -46,7 +46,7 @@ class Action(StrEnum):
     ROLLBACK = "rollback"
     READ_AUDIT = "read_audit"  # the details of the audit log
     PILOT = "pilot"  # turn a project's pilot on or off
-    CONFIGURE = "configure"  # change a project's settings (how consensus weighs reviewers)
+    SETTINGS = "settings"  # a project's rules (how consensus weighs reviewers)
 
 
 class Role(StrEnum):
@@ -73,7 +73,7 @@ ALLOWED: dict[Action, tuple[Role, ...]] = {
     Action.ROLLBACK: (Role.ONCALL,),
     Action.READ_AUDIT: (Role.OWNER, Role.TRAINER, Role.ONCALL),
     Action.PILOT: (Role.OWNER,),
-    Action.CONFIGURE: (Role.OWNER,),
+    Action.SETTINGS: (Role.OWNER,),
 }
 NOT_AUDITED = frozenset({Action.VOTE, Action.READ_AUDIT})
 
