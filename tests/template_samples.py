@@ -91,6 +91,26 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
         {"command": "/finetune", "rows": [f"• 2026-11-28 10:00 <@UALICE> — {'t' * 80} → *Fine-tuning*"] * 20},
     ],
     "notice.json.j2": [{"text": "That button was already used."}, {"text": LONG * 10}],
+    "shadow_suggestion.json.j2": [
+        {
+            "project": "ticket-router",
+            "version": 4,
+            "production": "v3",
+            "task_type": "classification",
+            "label": "technical",
+            "confidence": 0.95,
+            "draft": "technical",
+        },
+        {
+            "project": "replies",
+            "version": 2,
+            "production": "v1",
+            "task_type": "generation",
+            "label": None,
+            "confidence": None,
+            "draft": "We are sorry: your parcel ships today.",
+        },
+    ],
     "pilot_suggestion.json.j2": [
         {
             "project": "ticket-router",
@@ -840,6 +860,26 @@ STRESS: dict[str, list[dict[str, Any]]] = {
             "regressions": [f"{label}: 0.90 → 0.70" for label in LABELS],
             "verdict": {"promote": False, "reason": TYPED},
         }
+    ],
+    "shadow_suggestion.json.j2": [
+        {
+            "project": NAME,
+            "version": 10**6,
+            "production": f"v{10**6 - 1}",
+            "task_type": "classification",
+            "label": None,
+            "confidence": 0.0,
+            "draft": TYPED * 3,
+        },
+        {
+            "project": NAME,
+            "version": 10**6,
+            "production": f"v{10**6 - 1}",
+            "task_type": "extraction",
+            "label": None,
+            "confidence": 1.0,
+            "draft": TYPED * 3,
+        },
     ],
     "pilot_suggestion.json.j2": [
         {

@@ -436,3 +436,63 @@ def test_0010_adds_blind_ab_comparisons_and_the_promote_rule_and_reverts_cleanly
     with session_scope(empty_engine) as session:
         assert session.exec(select(Comparison)).all() == []
         assert session.exec(select(Project)).one().require_ab is False
+
+
+def test_0011_adds_corrections_weighting_and_shown_shadows_and_reverts_cleanly(empty_engine):
+    from runner.core.models import Correction, Pilot, Prediction, PredictionStatus
+
+    upgrade(empty_engine, "0005")
+    with empty_engine.begin() as conn:
+        for statement in ROWS_AT_0005:
+            conn.execute(text(statement))
+    upgrade(empty_engine, "0010")
+    with empty_engine.begin() as conn:  # a pilot with one answered suggestion, before 0011
+        conn.execute(
+            text(
+                "INSERT INTO model_version (project_id, number, snapshot_id, base_model, status, "
+                "artifact_path, config, metrics, created_at) VALUES (1, 1, 's-old', 'tiny', 'candidate', "
+                "'/a/v1', '{}', '{}', CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO pilot (project_id, channel_id, enabled, by, updated_at) "
+                "VALUES (1, 'CPILOT', true, 'U1', CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO prediction (project_id, version_id, channel_id, message_ts, author_id, "
+                "input_text, shadow, status, label, suggestion_ts, created_at) VALUES (1, 1, 'CPILOT', "
+                "'2.000100', 'U3', 'app crashes', false, 'done', 'billing', '2.000200', CURRENT_TIMESTAMP)"
+            )
+        )
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata
+        )
+    assert diff == []
+    with session_scope(empty_engine) as session:
+        prediction = session.exec(select(Prediction)).one()
+        assert prediction.status is PredictionStatus.DONE and prediction.label == "billing"
+        assert session.get(Pilot, 1).shadow_shown is False  # type: ignore[union-attr]
+        assert projects.get_project(session, "router").weighted_consensus is False  # off until turned on
+        session.add(
+            Correction(
+                prediction_id=prediction.id,
+                reviewer_id="U2",
+                rejected=True,
+                reply_ts="2.000300",
+                value="tech",
+            )
+        )
+    with session_scope(empty_engine) as session:
+        (correction,) = session.exec(select(Correction)).all()
+        assert (correction.rejected, correction.value, correction.applied) == (True, "tech", None)
+    downgrade(empty_engine, "0010")
+    with empty_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM prediction")).scalar_one() == 1
+    upgrade(empty_engine)
+    with session_scope(empty_engine) as session:
+        assert session.exec(select(Correction)).all() == []

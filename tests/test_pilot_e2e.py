@@ -2,8 +2,9 @@
 
 promote v1 → pilot on → messages arrive → the predict worker posts suggestions → reviewers accept or
 correct them with reactions (duplicates and retractions included) → acceptance as computed by hand →
-v2, worse on live traffic, is promoted → the drift alert, mentioning on-call, with a Rollback button →
-on-call presses it → production is back on v1 and the alert is resolved.
+v2, worse on live traffic, is promoted → the drift alert, mentioning on-call, with a Rollback button
+and, in its thread, the chart the predict worker drew → on-call presses it → production is back on v1
+and the alert is resolved.
 
 Predictions come from a fake OpenAI-compatible server (``FTBOT_INFERENCE_URL``), so what each version
 answers is known in advance; everything else is the product's own path. Nothing waits on time: each
@@ -13,14 +14,18 @@ step waits for the event it sent to be handled or for the Slack call it expects.
 from __future__ import annotations
 
 import json
+import struct
 import urllib.request
 
 import pytest
+from redis import Redis
 from sqlmodel import select
 
 from runner.core.db import session_scope
 from runner.core.models import AlertStatus, Deployment, DriftAlert, Prediction
 from runner.data import acceptance, projects
+from runner.jobs import queues
+from runner.jobs.alerts import post_alert_chart
 from runner.registry import pilot, versions
 from tests.fake_openai import FakeInferenceServer
 from tests.pilot_support import (
@@ -37,7 +42,7 @@ from tests.pilot_support import (
 )
 from tests.registry_support import post_summary
 from tests.slack_client import buttons
-from tests.training_support import run_worker_burst
+from tests.training_support import run_worker_burst, wait_until
 
 WRONG = {"billing": "shipping", "technical": "account", "account": "billing", "shipping": "technical"}
 V1_TICKETS = [
@@ -54,6 +59,7 @@ V1_TICKETS = [
 ]
 V2_TICKETS = [f"{word} problem number {i}" for i, word in enumerate(list(TRUTH) * 3)]  # 12 tickets
 V2_RIGHT = {i for i in range(len(V2_TICKETS)) if i % 3 == 2}  # v2 gets one in three right
+CHART_JOB = "ftbot-alert-chart-1"
 
 
 def oracle(model: str, messages: list[dict[str, str]]) -> tuple[str, float] | None:
@@ -156,8 +162,21 @@ def test_pilot_reviews_drift_alert_and_rollback(bot, slack, emulator, engine, se
             lambda: channel_message(emulator, "CPILOT", f"Acceptance of {PROJECT} v2 dropped"),
             what="the alert",
         )
+        # its chart: the bot enqueues it (it has no plotting); the predict worker draws and uploads it
+        chart_job = wait_until(lambda: queues.fetch_job(Redis.from_url(settings.redis_url), CHART_JOB))
+        assert chart_job.origin == "predict"
+        run_worker_burst(settings, database_url, emulator, queues="predict")
     finally:
         server.__exit__(None, None, None)
+
+    (chart,) = emulator.uploaded_files()
+    assert (chart.channels, chart.thread_ts, chart.filename) == (["CPILOT"], alert["ts"], "acceptance.png")
+    assert chart.title == f"Acceptance of {PROJECT} v2: 3 of 10 accepted"
+    assert chart.content is not None and chart.content.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", chart.content[16:24])
+    assert (width, height) == (800, 600)
+    assert post_alert_chart(settings, engine, 1) == {"alert_id": 1, "uploaded": False}  # once per alert
+    assert len(emulator.uploaded_files()) == 1
 
     # The test fires once it has seen enough: by hand, S = max(0, S + llr) over the first ten reviews
     # (p0 = the offline accuracy, 0.8; p1 = 0.6) first reaches 3 at the tenth.
@@ -176,6 +195,8 @@ def test_pilot_reviews_drift_alert_and_rollback(bot, slack, emulator, engine, se
         live = {1: pilot.version_acceptance(session, v1), 2: pilot.version_acceptance(session, v2)}
         assert len(session.exec(select(Prediction)).all()) == 22  # the twice-delivered message once
         (raised,) = session.exec(select(DriftAlert)).all()
+    assert raised.id == 1 and raised.chart_at is not None
+    assert raised.evidence["series"] == [int(ok) for ok in outcomes_v2[:10]]
     assert (live[1].rate.accepted, live[1].rate.reviewed) == (9, 10)
     assert (live[2].rate.accepted, live[2].rate.reviewed) == (4, 12)
     assert live[2].rate.interval == acceptance.wilson(4, 12)

@@ -27,7 +27,7 @@ from runner.core.exceptions import DatasetError
 from runner.core.models import AuditEntry
 from runner.core.policy import Action, decide
 from runner.core.redaction import redact
-from runner.data import gates, projects, reliability
+from runner.data import dawid_skene, gates, projects, reliability
 from runner.interview import interviews
 from runner.slack import payloads
 from runner.slack.render import render
@@ -281,17 +281,43 @@ def project_settings(inv: Invocation) -> None:
     )
 
 
+REVIEWERS_USAGE = "reviewers <project> [weighting on|off]"
+
+
+def _estimate(model: dawid_skene.Fit | None, reviewer: str) -> str:
+    accuracy = model.accuracy(reviewer) if model is not None else None
+    return f"; estimated accuracy {accuracy:.0%}" if accuracy is not None else ""
+
+
 def reviewers(inv: Invocation) -> None:
-    """Each reviewer's agreement with the labels the others settled on (pilot reviews included)."""
-    name = _project_arg(inv, "reviewers <project>")
+    """Each reviewer's agreement with the labels the others settled on (pilot reviews included), and
+    their estimated accuracy when consensus weighs them; ``weighting on|off`` (owners) turns that on."""
+    name = _project_arg(inv, REVIEWERS_USAGE)
     if name is None:
+        return
+    if len(inv.args) > 1:
+        words = [w.lower() for w in inv.args[1:]]
+        if words not in (["weighting", "on"], ["weighting", "off"]):
+            inv.respond(response_type="ephemeral", text=f"Usage: `{COMMAND} {REVIEWERS_USAGE}`")
+            return
+        pilot_listeners.weighting_command(
+            inv.deps,
+            inv.client,
+            name,
+            enabled=words[1] == "on",
+            user_id=inv.user_id,
+            channel_id=inv.channel_id,
+            response_url=inv.body.get("response_url"),
+        )
         return
     try:
         with session_scope(inv.deps.engine) as session:
-            states = gates.example_states(session, projects.get_project(session, name))
+            project = projects.get_project(session, name)
+            states = gates.example_states(session, project)
             rows = reliability.reliability(
                 reliability.Voted(s.votes, s.example.final_label, s.example.source) for s in states
             )
+            model = gates.reviewer_model(session, project)
     except DatasetError as exc:
         _ephemeral(inv, payloads.notice(str(exc)))
         return
@@ -302,13 +328,21 @@ def reviewers(inv: Invocation) -> None:
         f"• <@{r.reviewer}> agrees {r.agreed}/{r.compared} ({r.rate:.0%}, 95% CI "
         f"{r.interval[0]:.0%}–{r.interval[1]:.0%})"
         + (f", {r.pilot} of them pilot reviews" if r.pilot else "")
+        + _estimate(model, r.reviewer)
         for r in rows
     ]
+    weighting = (
+        "Consensus weighs them by their estimated accuracy (Dawid–Skene)."
+        if model is not None
+        else f"Consensus counts one vote each (`{COMMAND} reviewers {name} weighting on` weighs them)."
+    )
     _ephemeral(
         inv,
         payloads.notice(
             f"Reviewers of *{name}*, against the label the other reviewers (or the owner) settled on:\n"
             + "\n".join(lines)
+            + "\n"
+            + weighting
         ),
     )
 
@@ -397,8 +431,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         ),
         Subcommand(
             "reviewers",
-            "reviewers <project>",
-            "each reviewer's agreement with the labels the others settled on",
+            REVIEWERS_USAGE,
+            "each reviewer's agreement with the settled labels; owners: weigh them by reliability",
             reviewers,
         ),
         Subcommand(

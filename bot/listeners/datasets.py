@@ -379,6 +379,8 @@ def on_reply(deps: Deps, event: dict[str, Any], client: WebClient, bot_user_id: 
     thread_ts = event.get("thread_ts")
     if not thread_ts or thread_ts == event.get("ts") or _not_a_contribution(event, bot_user_id):
         return
+    if pilot_listeners.on_thread_reply(deps, client, event, lambda text: plain_text(deps, client, text)):
+        return
     project_id = project_of_thread(deps, client, event["channel"], thread_ts)
     if project_id is None:
         return
@@ -411,6 +413,18 @@ def on_edit(deps: Deps, event: dict[str, Any], client: WebClient, bot_user_id: s
     ts = message.get("ts") or previous.get("ts")
     if not ts or message.get("text") == previous.get("text") or _not_a_contribution(message, bot_user_id):
         return
+    thread_ts = message.get("thread_ts")
+    if (
+        thread_ts
+        and thread_ts != ts
+        and pilot_listeners.on_thread_reply(
+            deps,
+            client,
+            {**message, "channel": event["channel"]},
+            lambda text: plain_text(deps, client, text),
+        )
+    ):
+        return  # an edited reply in a pilot thread: a correction, perhaps
     text = plain_text(deps, client, str(message.get("text") or ""))
     try:
         with session_scope(deps.engine) as session:
@@ -433,8 +447,12 @@ def on_delete(deps: Deps, event: dict[str, Any]) -> None:
     with session_scope(deps.engine) as session:
         found = examples.delete_example(session, event["channel"], str(deleted_ts))
         project_id = found[0].id if found else None
+        corrected = pilot.reply_deleted(session, event["channel"], str(deleted_ts))
     if project_id is not None:
         deps.tally.touch(project_id)
+    for changed in corrected:
+        deps.tally.touch(changed)
+        pilot_listeners.after_review(deps, changed)
 
 
 # --- votes from reactions -----------------------------------------------------------------------
@@ -469,6 +487,8 @@ class _Reaction:
     worth_adopting: bool = False
     review: bool = False  # a review of a pilot suggestion
     comparison_id: int | None = None  # a vote on an item of this blind A/B
+    tell: str | None = None  # what to tell the person who reacted (ephemeral), in `thread_ts`
+    thread_ts: str | None = None
 
 
 def _count(deps: Deps, channel: str, ts: str, user: str, emoji: str, added: bool) -> _Reaction:
@@ -508,15 +528,22 @@ def _count(deps: Deps, channel: str, ts: str, user: str, emoji: str, added: bool
 def _review(
     deps: Deps, session: Session, reviewed: tuple[Project, Prediction], user: str, emoji: str, added: bool
 ) -> _Reaction:
-    """A reaction on a pilot suggestion: a review when it is ✅ or a label's emoji, by a reviewer."""
+    """A reaction on a pilot suggestion: a review when it is ✅, a label's emoji or ❌ (the reviewer's reply
+    in the thread is then their correction), by a reviewer."""
     project, prediction = reviewed
     value = pilot.vote_value(project, prediction, emoji)
-    if value is None:
+    rejected = emoji == projects.REJECT_EMOJI
+    if value is None and not rejected:
         return _Reaction(project)
     if not decide(deps.settings, project, Action.VOTE, deps.person_cached(user)).allowed:
         return _Reaction(project, reviewer=False)
-    counted = pilot.review(session, project, prediction, user, value, added=added)
-    return _Reaction(project, counted=counted, review=True)
+    counted, tell = False, None
+    if rejected:
+        corrected = pilot.reject(session, project, prediction, user, added=added)
+        counted, tell = corrected.changed, corrected.tell
+    if value is not None:  # for drafts ❌ also rejects the draft itself
+        counted = pilot.review(session, project, prediction, user, value, added=added) or counted
+    return _Reaction(project, counted=counted, review=True, tell=tell, thread_ts=prediction.message_ts)
 
 
 def _ab_vote(
@@ -563,6 +590,8 @@ def on_reaction(event: dict[str, Any], client: WebClient, context: BoltContext, 
     project = outcome.project
     if project is None or project.id is None:
         return
+    if outcome.tell:
+        ephemeral(client, channel, user, outcome.tell, thread_ts=outcome.thread_ts)
     if outcome.counted and outcome.comparison_id is not None:
         compare_listeners.after_vote(deps, outcome.comparison_id)
     elif outcome.counted:

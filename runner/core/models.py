@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
@@ -157,6 +157,8 @@ class Project(SQLModel, table=True):
     root_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # Promote refuses a version that has not won a closed blind A/B against the one in production.
     require_ab: bool = Field(default=False)
+    # Consensus weighs reviewers by their estimated reliability (Dawid–Skene) instead of one vote each.
+    weighted_consensus: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
 
 
@@ -402,8 +404,10 @@ class Pilot(SQLModel, table=True):
     project_id: int = Field(foreign_key="project.id", primary_key=True)
     channel_id: str = Field(index=True, max_length=32)
     enabled: bool = Field(default=True)
-    # A candidate answering the same messages beside production: stored, never shown.
+    # A candidate answering the same messages beside production: stored, not shown to the channel.
     shadow_version_id: int | None = Field(default=None, foreign_key="model_version.id")
+    # Its answers are shown to the project's reviewers only (ephemeral, in each message's thread).
+    shadow_shown: bool = Field(default=False)
     # The shadow report was posted for this shadow version (once per version).
     shadow_reported_id: int | None = Field(default=None)
     by: str = Field(default="", max_length=64)
@@ -433,6 +437,8 @@ class Prediction(SQLModel, table=True):
         UniqueConstraint(
             "project_id", "version_id", "channel_id", "message_ts", name="uq_prediction_message"
         ),
+        # A reply in a pilot message's thread finds its suggestions by the message.
+        Index("ix_prediction_message", "channel_id", "message_ts"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -459,6 +465,26 @@ class Prediction(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
     answered_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     posted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class Correction(SQLModel, table=True):
+    """A reviewer's ❌ on a pilot suggestion and their reply in its thread with the right output: the
+    reply counts as the reviewer's correction while the ❌ stands (the latest reply that fits the task)."""
+
+    __tablename__ = "correction"
+    __table_args__ = (UniqueConstraint("prediction_id", "reviewer_id", name="uq_correction_reviewer"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    prediction_id: int = Field(foreign_key="prediction.id", index=True)
+    reviewer_id: str = Field(max_length=32)
+    rejected: bool = Field(default=False)  # the reviewer's ❌ is on the suggestion
+    reply_ts: str | None = Field(default=None, index=True, max_length=32)  # their latest reply that fits
+    value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # what it says is right
+    # What is counted now: the label voted (classification) or the corrected output (drafts, an example
+    # of its own at the reply, `example_id`); None while nothing is.
+    applied: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    example_id: int | None = Field(default=None, foreign_key="example.id")
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
 
 
 class AlertStatus(StrEnum):
@@ -495,6 +521,8 @@ class DriftAlert(SQLModel, table=True):
     message_ts: str | None = Field(default=None, max_length=32)
     revision: int = Field(default=0)  # the production move the alert's Rollback button was drawn from
     resolution: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    # When its chart was uploaded into its thread (claimed before the upload: one chart per alert).
+    chart_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     opened_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
     resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 

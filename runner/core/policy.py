@@ -47,7 +47,7 @@ class Action(StrEnum):
     READ_AUDIT = "read_audit"  # the details of the audit log
     PILOT = "pilot"  # turn a project's pilot on or off
     COMPARE = "compare"  # start or close a blind A/B of versions
-    SETTINGS = "settings"  # a project's rules (require a won A/B before promote)
+    SETTINGS = "settings"  # a project's rules (a won A/B before promote; how consensus weighs reviewers)
 
 
 class Role(StrEnum):

@@ -117,15 +117,45 @@ def cusum(
         raise ValueError(f"need 0 < p1 < p0 < 1, got p0={p0}, p1={p1}")
     if threshold <= 0:
         raise ValueError("threshold must be positive")
-    accept, correct = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
     statistic, peak, alarm_at = 0.0, 0.0, None
-    for n, accepted in enumerate(outcomes, start=1):
-        statistic = max(0.0, statistic + (accept if accepted else correct))
+    for n, statistic in enumerate(cusum_path(outcomes, p0=p0, p1=p1), start=1):
         if n >= min_reviews:
             peak = max(peak, statistic)
             if alarm_at is None and statistic >= threshold:
                 alarm_at = n
     return Cusum(p0, p1, threshold, min_reviews, statistic, peak, alarm_at)
+
+
+def cusum_path(outcomes: Sequence[bool], *, p0: float, p1: float) -> list[float]:
+    """The CUSUM statistic S after each review (`cusum` reads its verdict off this path)."""
+    accept, correct = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
+    path, statistic = [], 0.0
+    for accepted in outcomes:
+        statistic = max(0.0, statistic + (accept if accepted else correct))
+        path.append(statistic)
+    return path
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Acceptance after each review, as the drift alert's chart shows it."""
+
+    rate: list[float]  # accepted so far / reviewed so far
+    low: list[float]  # its 95% Wilson interval
+    high: list[float]
+    statistic: list[float]  # the CUSUM statistic S
+
+
+def trajectory(outcomes: Sequence[bool], *, p0: float, p1: float) -> Trajectory:
+    """The running acceptance rate with its Wilson interval, and the CUSUM path, review by review."""
+    rate, low, high, accepted = [], [], [], 0
+    for n, ok in enumerate(outcomes, start=1):
+        accepted += bool(ok)
+        interval = wilson(accepted, n)
+        rate.append(accepted / n)
+        low.append(interval[0])
+        high.append(interval[1])
+    return Trajectory(rate, low, high, cusum_path(outcomes, p0=p0, p1=p1))
 
 
 def mcnemar_exact(b: int, c: int) -> float:

@@ -3,6 +3,12 @@
 The statistics (agreement, consensus, splits, duplicates) are pure functions in
 `runner.data.agreement`, `runner.data.split` and `runner.data.textnorm`; this module reads the
 examples and votes around them.
+
+Consensus is a strict majority of at least two votes, or — when the project's owner turned reviewer
+weighting on — the label the Dawid–Skene model (`runner.data.dawid_skene`) believes more likely than
+not, still on at least two votes. Either way an owner's decision is final. The model is fitted over
+all the project's votes (owners' decisions as known labels) and kept per process until a vote or a
+decision of the project changes.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from runner.core.exceptions import DatasetError
 from runner.core.models import Example, Project, TaskType, Vote
-from runner.data import agreement, split, textnorm
+from runner.data import agreement, dawid_skene, split, textnorm
 from runner.data.examples import adjudicate, current_votes
 from runner.data.projects import ACCEPT, REJECT, labels_of
 
@@ -80,14 +86,58 @@ def live_examples(session: Session, project: Project) -> list[Example]:
 def example_states(session: Session, project: Project) -> list[ExampleState]:
     examples = live_examples(session, project)
     votes = current_votes(session, [e.id for e in examples if e.id is not None])
+    model = _reviewer_model(project, examples, votes)
     states = []
     for example in examples:
         assert example.id is not None
         mine = votes.get(example.id, {})
         decided = agreement.consensus(mine, min_votes=MIN_VOTES)
+        if model is not None and decided.status != agreement.ConsensusStatus.PENDING:
+            weighted = model.label(example.id)
+            status = agreement.ConsensusStatus.AGREED if weighted else agreement.ConsensusStatus.CONFLICT
+            decided = agreement.Consensus(status, weighted, decided.counts)
         label = example.final_label or decided.label
         states.append(ExampleState(example, mine, decided, label))
     return states
+
+
+# project id → (what the fit was made from, the fit): refitted only when votes or decisions change.
+_FITS: dict[int, tuple[int, dawid_skene.Fit]] = {}
+
+
+def reviewer_model(session: Session, project: Project) -> dawid_skene.Fit | None:
+    """The Dawid–Skene fit consensus uses for `project` (None: weighting is off)."""
+    examples = live_examples(session, project)
+    return _reviewer_model(
+        project, examples, current_votes(session, [e.id for e in examples if e.id is not None])
+    )
+
+
+def _reviewer_model(
+    project: Project, examples: list[Example], votes: dict[int, dict[str, str]]
+) -> dawid_skene.Fit | None:
+    if not project.weighted_consensus or project.id is None:
+        return None
+    units = {e.id: votes[e.id] for e in examples if e.id is not None and votes.get(e.id)}
+    known = {e.id: e.final_label for e in examples if e.id in units and e.final_label}
+    labels = (
+        [lab.name for lab in labels_of(project)]
+        if project.task_type == TaskType.CLASSIFICATION
+        else [ACCEPT, REJECT]
+    )
+    fingerprint = hash(
+        (
+            tuple(sorted((i, r, v) for i, cast in units.items() for r, v in cast.items())),
+            tuple(sorted(known.items())),
+            tuple(labels),
+        )
+    )
+    cached = _FITS.get(project.id)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
+    model = dawid_skene.fit(units, labels, known=known)
+    _FITS[project.id] = (fingerprint, model)
+    return model
 
 
 def settle_conflict(session: Session, project: Project, example_id: int, label: str, user_id: str) -> Example:
@@ -104,8 +154,8 @@ def settle_conflict(session: Session, project: Project, example_id: int, label: 
         who = example.decided_by or ""
         by = f" by <@{who}>" if re.fullmatch(r"[UW][A-Z0-9]+", who) else (f" by {who}" if who else "")
         raise DatasetError(f"That conflict is already settled: *{example.final_label}*{by}. Nothing changed.")
-    votes = current_votes(session, [example_id]).get(example_id, {})
-    if agreement.consensus(votes, min_votes=MIN_VOTES).status != agreement.ConsensusStatus.CONFLICT:
+    state = next((s for s in example_states(session, project) if s.example.id == example_id), None)
+    if state is None or state.consensus.status != agreement.ConsensusStatus.CONFLICT:
         raise DatasetError(
             "Reviewers no longer disagree on that example (its votes changed). Nothing changed."
         )

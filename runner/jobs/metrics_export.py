@@ -131,7 +131,9 @@ def pilot_metrics(engine: Engine) -> Iterator[Metric]:
             .order_by(col(Prediction.id).desc())
             .limit(LATENCY_WINDOW)
         ).all()
-        suggestion = [(p.posted_at - p.created_at).total_seconds() for p in recent if p.posted_at is not None]
+        suggestion = [  # shadow answers shown to reviewers are not suggestions
+            (p.posted_at - p.created_at).total_seconds() for p in recent if p.posted_at and not p.shadow
+        ]
         model = [p.model_seconds for p in recent if p.model_seconds is not None]
     for (name, kind, status), n in sorted(alert_counts.items()):
         alerts.add_metric([name, kind, status], n)

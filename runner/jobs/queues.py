@@ -143,3 +143,23 @@ def enqueue_prediction(prediction_id: int, *, connection: Redis) -> Job:
         meta={"prediction_id": prediction_id},
         description=f"prediction {prediction_id}",
     )
+
+
+def enqueue_alert_chart(alert_id: int, *, connection: Redis) -> Job:
+    """Put the drawing of an acceptance alert's chart on the predict queue (`runner.jobs.alerts`): its
+    worker serves every pilot and has matplotlib, which the bot that raised the alert does not.
+
+    Raises:
+        redis.RedisError: Redis cannot be reached.
+    """
+    return queue(PREDICT_QUEUE, connection).enqueue(
+        "runner.jobs.alerts.alert_chart_job",
+        alert_id,
+        job_id=f"ftbot-alert-chart-{alert_id}",
+        job_timeout=300,
+        result_ttl=24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+        retry=Retry(max=2, interval=[30, 120]),
+        meta={"alert_id": alert_id},
+        description=f"chart of alert {alert_id}",
+    )

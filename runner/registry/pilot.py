@@ -8,6 +8,13 @@ from its prediction, which holds the version and whether it was accepted or corr
 through the same consensus, split and gate rules as every other example. Removing a reaction
 retracts the vote; a redelivered one counts once (the vote's unique key).
 
+A reviewer can also correct a suggestion in words: ❌ on it and a reply in the thread with the right
+output (`Correction`). The reply counts while the ❌ stands and only then: for classification it is a
+vote for the label it names on the message's example; for drafts it becomes an example of its own (the
+message as input, the reply as target, like a reply added with the shortcut) with the reviewer's
+accept, which other reviewers confirm or reject by reacting on the reply. Taking the ❌ back (or
+deleting the reply) retracts it; a later reply replaces an earlier one.
+
 A suggestion's outcome follows its current votes: the label a strict majority of them names (one
 vote is enough here) is accepted when it is the suggestion's, corrected otherwise; a tie leaves it
 out of the acceptance rate. The rate of the version in production is tested after every review
@@ -17,8 +24,10 @@ production moves off that version.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import or_, update
@@ -30,6 +39,7 @@ from runner.core.exceptions import DatasetError
 from runner.core.models import (
     AlertKind,
     AlertStatus,
+    Correction,
     DriftAlert,
     Example,
     ModelVersion,
@@ -41,11 +51,12 @@ from runner.core.models import (
     SnapshotExample,
     Split,
     TaskType,
+    Vote,
     utcnow,
 )
-from runner.data import acceptance, agreement, examples
+from runner.data import acceptance, agreement, examples, textnorm
 from runner.data.examples import current_votes
-from runner.data.projects import ACCEPT, ACCEPT_EMOJI, legend
+from runner.data.projects import ACCEPT, ACCEPT_EMOJI, labels_of, legend
 from runner.registry import predictions, versions
 
 RECENT_SHOWN = 20  # reviews listed in an alert
@@ -170,11 +181,17 @@ def review(
             return False
         prediction.example_id = example_id
     changed = (examples.add_vote if added else examples.remove_vote)(session, example_id, reviewer, value)
-    prediction.outcome = outcome_of(
-        project, prediction, current_votes(session, [example_id]).get(example_id, {})
-    )
-    session.add(prediction)
+    _refresh_outcome(session, project, prediction)
     return changed
+
+
+def _refresh_outcome(session: Session, project: Project, prediction: Prediction) -> None:
+    """The suggestion's outcome, from the current votes on its example."""
+    if prediction.example_id is None:
+        return
+    votes = current_votes(session, [prediction.example_id]).get(prediction.example_id, {})
+    prediction.outcome = outcome_of(project, prediction, votes)
+    session.add(prediction)
 
 
 def _example_for(session: Session, project: Project, prediction: Prediction) -> int | None:
@@ -208,6 +225,244 @@ def outcome_of(project: Project, prediction: Prediction, votes: dict[str, str]) 
         return None
     right = accepted_value(project, prediction)
     return ReviewOutcome.ACCEPTED if right is not None and decided.label == right else ReviewOutcome.CORRECTED
+
+
+# --- corrections: ❌ on a suggestion and a reply in its thread ------------------------------------
+
+CODE_FENCE = re.compile(r"^```[a-z]*\n?(.*?)\n?```$", re.DOTALL)
+EMOJI_REPLY = re.compile(r"^:([a-z0-9_+'-]+):(?::skin-tone-\d:)?$")
+
+
+@dataclass(frozen=True)
+class Corrected:
+    """What a ❌ or a reply in a pilot thread came to."""
+
+    changed: bool = False  # the votes changed
+    tell: str | None = None  # what to tell the reviewer, in the thread, where only they see it
+
+
+def suggestions_in_thread(
+    session: Session, channel_id: str, thread_ts: str
+) -> list[tuple[Project, Prediction]]:
+    """The suggestions of pilot message `thread_ts` (one per project piloting in the channel), which a
+    reply in its thread may correct."""
+    rows = session.exec(
+        select(Prediction, Project)
+        .join(Project, col(Project.id) == col(Prediction.project_id))
+        .where(
+            Prediction.channel_id == channel_id,
+            Prediction.message_ts == thread_ts,
+            col(Prediction.shadow).is_(False),
+        )
+        .order_by(col(Prediction.id))
+    ).all()
+    return [(project, prediction) for prediction, project in rows]
+
+
+def what_to_reply(project: Project) -> str:
+    if project.task_type == TaskType.CLASSIFICATION:
+        return (
+            "the right label (" + ", ".join(f":{lab.emoji}: {lab.name}" for lab in labels_of(project)) + ")"
+        )
+    if project.task_type == TaskType.EXTRACTION:
+        return "the right JSON object (fields " + ", ".join(project.fields) + ")"
+    return "the right output"
+
+
+def correction_value(project: Project, text: str) -> str:
+    """What a reply (plain text) says the right output is: one of the project's labels, named in any
+    case or by its emoji, or the corrected draft (a code block's content for extraction's JSON).
+
+    Raises:
+        DatasetError: the reply does not fit the task; the message says what would.
+    """
+    said = text.strip()
+    if project.task_type == TaskType.CLASSIFICATION:
+        word = said.strip("*_~`.!?\"' ").lower()
+        names = {lab.name.lower(): lab.name for lab in labels_of(project)}
+        emoji = EMOJI_REPLY.match(word)
+        label = names.get(word) or (legend(project).get(emoji.group(1)) if emoji else None)
+        if label is None:
+            shown = said if len(said) <= 60 else said[:59] + "…"
+            raise DatasetError(
+                f"“{shown}” is not a label of *{project.name}*: reply with {what_to_reply(project)}."
+            )
+        return label
+    fenced = CODE_FENCE.match(said)
+    draft = (fenced.group(1) if fenced else said).strip()
+    if not draft or not textnorm.has_visible(draft):
+        raise DatasetError(f"The reply shows nothing: reply with {what_to_reply(project)}.")
+    if project.task_type == TaskType.EXTRACTION:
+        try:
+            examples.check_extraction_target(project, draft)
+        except DatasetError as exc:
+            raise DatasetError(f"{exc} Reply with {what_to_reply(project)}.") from exc
+    return draft
+
+
+def _ts(value: str) -> Decimal:
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def _correction(session: Session, prediction: Prediction, reviewer: str) -> Correction:
+    """The reviewer's correction row of a suggestion, made if need be and locked for this unit of work
+    (a ❌ and a reply handled at once must see each other)."""
+    assert prediction.id is not None
+    insert_ignore(
+        session,
+        Correction(prediction_id=prediction.id, reviewer_id=reviewer),
+        conflict=("prediction_id", "reviewer_id"),
+    )
+    return session.exec(
+        select(Correction)
+        .where(Correction.prediction_id == prediction.id, Correction.reviewer_id == reviewer)
+        .with_for_update()
+    ).one()
+
+
+def reject(
+    session: Session, project: Project, prediction: Prediction, reviewer: str, *, added: bool
+) -> Corrected:
+    """A reviewer's ❌ on a suggestion (`added`), or its removal: their reply counts while it stands.
+    (For drafts the ❌ is also a reject vote on the draft: `review` records that.)"""
+    row = _correction(session, prediction, reviewer)
+    newly = added and not row.rejected
+    row.rejected, row.updated_at = added, utcnow()
+    session.add(row)
+    changed = _sync(session, project, prediction, row)
+    tell = None
+    if newly and row.value is None:
+        tell = (
+            f"Noted: reply in this thread with {what_to_reply(project)}, and your reply becomes the "
+            "correction of this suggestion."
+        )
+    return Corrected(changed, tell)
+
+
+def reply(
+    session: Session, project: Project, prediction: Prediction, reviewer: str, reply_ts: str, text: str
+) -> Corrected:
+    """A reviewer's reply (or an edit of one) in the thread of a pilot message: their correction when
+    it fits the task and is their latest; counted while their ❌ is on the suggestion."""
+    row = session.exec(
+        select(Correction).where(
+            Correction.prediction_id == prediction.id, Correction.reviewer_id == reviewer
+        )
+    ).first()
+    if row is not None and row.reply_ts and _ts(reply_ts) < _ts(row.reply_ts):
+        return Corrected()  # an earlier reply edited: the latest one stands
+    rejected = row is not None and row.rejected
+    try:
+        value = correction_value(project, text)
+    except DatasetError as exc:
+        # Chatter in the thread is none of ftbot's business; a reply after a ❌ is meant as the correction.
+        return Corrected(tell=f"{exc} Nothing was counted from that reply." if rejected else None)
+    row = _correction(session, prediction, reviewer)
+    row.reply_ts, row.value, row.updated_at = reply_ts, value, utcnow()
+    session.add(row)
+    changed = _sync(session, project, prediction, row)
+    tell = None
+    if not row.rejected and project.task_type == TaskType.CLASSIFICATION and value != prediction.label:
+        tell = f"To correct this suggestion to *{value}*, react :x: on it."
+    return Corrected(changed, tell)
+
+
+def reply_deleted(session: Session, channel_id: str, reply_ts: str) -> list[int]:
+    """A reply was deleted: a correction it made is retracted. Returns the projects whose votes changed."""
+    rows = session.exec(
+        select(Correction, Prediction)
+        .join(Prediction, col(Prediction.id) == col(Correction.prediction_id))
+        .where(Prediction.channel_id == channel_id, Correction.reply_ts == reply_ts)
+    ).all()
+    changed = []
+    for row, prediction in rows:
+        project = session.get(Project, prediction.project_id)
+        assert project is not None
+        row.reply_ts, row.value, row.updated_at = None, None, utcnow()
+        session.add(row)
+        if _sync(session, project, prediction, row):
+            changed.append(project.id or 0)
+    return changed
+
+
+def _sync(session: Session, project: Project, prediction: Prediction, row: Correction) -> bool:
+    """Make what is counted of a correction what its row says: the reply's value while the ❌ stands
+    (see the module docstring). True when votes changed."""
+    wanted = row.value if row.rejected and row.value is not None else None
+    if project.task_type == TaskType.CLASSIFICATION:
+        return _sync_label(session, project, prediction, row, wanted)
+    return _sync_draft(session, project, prediction, row, wanted)
+
+
+def _sync_label(
+    session: Session, project: Project, prediction: Prediction, row: Correction, wanted: str | None
+) -> bool:
+    if wanted == row.applied:
+        return False
+    changed = False
+    if row.applied is not None and prediction.example_id is not None:
+        changed = examples.remove_vote(session, prediction.example_id, row.reviewer_id, row.applied)
+    row.applied = None
+    if wanted is not None:
+        if prediction.example_id is None:
+            prediction.example_id = _example_for(session, project, prediction)
+        if prediction.example_id is not None:
+            changed = examples.add_vote(session, prediction.example_id, row.reviewer_id, wanted) or changed
+            row.applied = wanted
+    session.add(row)
+    _refresh_outcome(session, project, prediction)
+    return changed
+
+
+def _sync_draft(
+    session: Session, project: Project, prediction: Prediction, row: Correction, wanted: str | None
+) -> bool:
+    current = session.get(Example, row.example_id) if row.example_id is not None else None
+    at = row.reply_ts if wanted is not None else None
+    if wanted == row.applied and (current.message_ts if current else None) == at:
+        return False
+    if current is not None and current.message_ts != at:  # retracted, or replaced by a later reply
+        examples.remove_vote(session, current.id or 0, row.reviewer_id, ACCEPT)
+        current.deleted_at = utcnow()
+        session.add(current)
+        row.example_id = None
+    row.applied = None
+    if wanted is not None and row.reply_ts is not None:
+        corrected = _corrected_example(session, project, prediction, row.reviewer_id, row.reply_ts, wanted)
+        examples.add_vote(session, corrected.id or 0, row.reviewer_id, ACCEPT)
+        row.example_id, row.applied = corrected.id, wanted
+    session.add(row)
+    return True
+
+
+def _corrected_example(
+    session: Session, project: Project, prediction: Prediction, reviewer: str, reply_ts: str, output: str
+) -> Example:
+    """The example a draft's correction becomes: the pilot message as input, the reply as target, at
+    the reply (so that reviewers' reactions on the reply are votes on it)."""
+    found = examples.find_example(session, project.id, prediction.channel_id, reply_ts)
+    if found is None:
+        example, _ = examples.add_example(
+            session,
+            project,
+            channel_id=prediction.channel_id,
+            message_ts=reply_ts,
+            author_id=reviewer,
+            text=prediction.input_text,
+            target=output,
+            source="pilot",
+            normalise=False,
+        )
+        return example
+    if found.target_text != output:  # the reply was edited: earlier votes on it are stale
+        found.target_text, found.edited_at = output, utcnow()
+        session.execute(update(Vote).where(col(Vote.example_id) == found.id).values(stale=True))
+    found.deleted_at = None
+    session.add(found)
+    return found
 
 
 # --- acceptance and drift ------------------------------------------------------------------------------
@@ -325,6 +580,7 @@ def drift_evidence(
         "min_reviews": test.min_reviews,
         "alarm_at": test.alarm_at,
         "recent": seen[-RECENT_SHOWN:],
+        "series": [int(ok) for ok in seen],  # every review, oldest first: the alert's chart
         "previous": version_acceptance(session, previous).to_dict() if previous is not None else None,
     }
     return serving, evidence
@@ -441,8 +697,11 @@ def open_alerts(session: Session, project: Project | None = None) -> list[DriftA
 # --- shadow ------------------------------------------------------------------------------------------
 
 
-def set_shadow(session: Session, project: Project, number: int | None, *, by: str) -> ModelVersion | None:
-    """Put version `number` in shadow beside production on the pilot's messages (None: no shadow).
+def set_shadow(
+    session: Session, project: Project, number: int | None, *, by: str, shown: bool = False
+) -> ModelVersion | None:
+    """Put version `number` in shadow beside production on the pilot's messages (None: no shadow); with
+    `shown` its answers are shown to the project's reviewers only, else to no one.
 
     Raises:
         DatasetError: no pilot, or the version is the one in production (or unknown).
@@ -459,6 +718,7 @@ def set_shadow(session: Session, project: Project, number: int | None, *, by: st
         if serving is not None and serving.id == candidate.id:
             raise DatasetError(f"v{number} is in production already; shadow a candidate beside it.")
     piloted.shadow_version_id = candidate.id if candidate else None
+    piloted.shadow_shown = shown and candidate is not None
     piloted.by, piloted.updated_at = by, utcnow()
     session.add(piloted)
     return candidate
@@ -489,6 +749,26 @@ class ShadowReport:
             "production_rate": prod.rate,
             "production_ci": prod.interval,
         }
+
+
+def claim_shadow_showing(session: Session, prediction: Prediction) -> bool:
+    """Whether a shadow answer is to be shown to the reviewers now: its pilot's owner chose so for this
+    shadow version, and it was not shown yet (claimed here, so a retried batch shows it once)."""
+    piloted = session.get(Pilot, prediction.project_id)
+    if (
+        piloted is None
+        or not prediction.shadow
+        or not piloted.shadow_shown
+        or piloted.shadow_version_id != prediction.version_id
+        or prediction.status != PredictionStatus.DONE
+    ):
+        return False
+    claimed = session.execute(
+        update(Prediction)
+        .where(col(Prediction.id) == prediction.id, col(Prediction.posted_at).is_(None))
+        .values(posted_at=utcnow())
+    )
+    return bool(claimed.rowcount)  # type: ignore[attr-defined]
 
 
 def shadow_report(session: Session, project: Project) -> ShadowReport | None:

@@ -7,13 +7,14 @@ Slack. A worker without ``SLACK_BOT_TOKEN`` (a CLI run, a laptop) skips Slack an
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from slack_sdk import WebClient
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from runner.core.config import Settings
 from runner.core.db import session_scope
@@ -130,25 +131,31 @@ def post_summary(settings: Settings, engine: Engine, version_id: int) -> None:
 def post_suggestions(settings: Settings, engine: Engine, prediction_ids: list[int]) -> None:
     """Post each answered pilot prediction's suggestion in its message's thread, in the order given
     (the order they were asked); predictions asked elsewhere (the CLI) and failed ones post nothing.
-    The suggestion's ts is stored, so reviewers' reactions on it find the prediction."""
+    The suggestion's ts is stored, so reviewers' reactions on it find the prediction. A shadow answer
+    is shown to the project's reviewers alone, when its owner chose so (`show_shadow`)."""
     client = client_for(settings)
     for prediction_id in prediction_ids:
         with session_scope(engine) as session:
             prediction = session.get(Prediction, prediction_id)
-            if (
-                prediction is None
-                or not prediction.channel_id
-                or prediction.shadow
-                or prediction.status != PredictionStatus.DONE
-                or prediction.suggestion_ts
-            ):
+            if prediction is None or not prediction.channel_id or prediction.status != PredictionStatus.DONE:
                 continue
-            project = session.get(Project, prediction.project_id)
-            version = session.get(ModelVersion, prediction.version_id)
-            assert project is not None and version is not None
-            payload = payloads.pilot_suggestion(project, version.number, prediction)
-            channel, thread = prediction.channel_id, prediction.message_ts
+            if prediction.shadow:
+                shown = _shadow_to_show(session, prediction) if client is not None else None
+                if shown is None:
+                    continue
+            elif prediction.suggestion_ts:
+                continue
+            else:
+                shown = None
+                project = session.get(Project, prediction.project_id)
+                version = session.get(ModelVersion, prediction.version_id)
+                assert project is not None and version is not None
+                payload = payloads.pilot_suggestion(project, version.number, prediction)
+                channel, thread = prediction.channel_id, prediction.message_ts
         if client is None:
+            continue
+        if shown is not None:
+            show_shadow(client, shown)
             continue
         posted = call(client, "chat_postMessage", channel=channel, thread_ts=thread, **payload)
         if posted is None:
@@ -159,6 +166,58 @@ def post_suggestions(settings: Settings, engine: Engine, prediction_ids: list[in
                 .where(col(Prediction.id) == prediction_id, col(Prediction.suggestion_ts).is_(None))
                 .values(suggestion_ts=posted["ts"], posted_at=utcnow())
             )
+
+
+@dataclass(frozen=True)
+class ShadowShown:
+    """A shadow answer to show to a project's reviewers, and where."""
+
+    reviewers: list[str]  # users and user groups, as the project lists them
+    channel: str
+    thread_ts: str
+    payload: dict[str, Any]
+
+
+def _shadow_to_show(session: Session, prediction: Prediction) -> ShadowShown | None:
+    """The shadow answer to show to the reviewers now (claimed: shown once), or None."""
+    if not pilot.claim_shadow_showing(session, prediction):
+        return None
+    project = session.get(Project, prediction.project_id)
+    version = session.get(ModelVersion, prediction.version_id)
+    assert project is not None and version is not None
+    serving = versions.production(session, project)
+    payload = payloads.shadow_suggestion(
+        project, version.number, serving.number if serving else 0, prediction
+    )
+    listed = [*project.reviewers, *project.reviewer_groups]
+    return ShadowShown(listed, prediction.channel_id, prediction.message_ts, payload)
+
+
+def reviewers_of(client: WebClient, listed: list[str]) -> list[str]:
+    """Reviewers as user ids: the users listed, and the members of the user groups listed (asked of
+    Slack now; a group Slack will not list adds no one)."""
+    people = [p for p in listed if not is_group(p)]
+    for group in filter(is_group, listed):
+        found = call(client, "usergroups_users_list", usergroup=group)
+        people += [str(u) for u in (found.get("users") or [])] if found is not None else []
+    return list(dict.fromkeys(people))
+
+
+def show_shadow(client: WebClient, shown: ShadowShown) -> int:
+    """Show a shadow answer to each reviewer, in the message's thread, where only they see it
+    (chat.postEphemeral; Slack refuses reviewers who are not in the channel). Returns how many saw it."""
+    seen = 0
+    for reviewer in reviewers_of(client, shown.reviewers):
+        if call(
+            client,
+            "chat_postEphemeral",
+            channel=shown.channel,
+            user=reviewer,
+            thread_ts=shown.thread_ts,
+            **shown.payload,
+        ):
+            seen += 1
+    return seen
 
 
 def oncall_mention(settings: Settings) -> str:
@@ -205,6 +264,55 @@ def _post_alert(settings: Settings, engine: Engine, project_id: int, kind: Alert
 def drift_check(settings: Settings, engine: Engine, project_id: int) -> int | None:
     """Test the acceptance of the project's version in production; when it dropped, post the alert."""
     return _post_alert(settings, engine, project_id, AlertKind.ACCEPTANCE)
+
+
+def claim_alert_chart(engine: Engine, alert_id: int) -> bool:
+    """Claim the upload of an alert's chart (once per alert); False when it is claimed already."""
+    with session_scope(engine) as session:
+        claimed = session.execute(
+            update(DriftAlert)
+            .where(col(DriftAlert.id) == alert_id, col(DriftAlert.chart_at).is_(None))
+            .values(chart_at=utcnow())
+        )
+        return bool(claimed.rowcount)  # type: ignore[attr-defined]
+
+
+def upload_alert_chart(
+    settings: Settings, engine: Engine, alert_id: int, chart: Path, *, title: str, claimed: bool = False
+) -> bool:
+    """Upload an alert's chart into the alert's thread (files_upload_v2, as the evaluation summary's),
+    once: the upload is claimed first, and the claim given back when Slack refuses it (so a retry
+    uploads it). True when it was uploaded now.
+
+    Raises:
+        RuntimeError: Slack refused the upload (the claim was given back; the job is retried).
+    """
+    client = client_for(settings)
+    if client is None:
+        return False
+    with session_scope(engine) as session:
+        alert = session.get(DriftAlert, alert_id)
+        if alert is None:
+            return False
+        channel, thread = alert.channel_id, alert.message_ts
+    if not claimed and not claim_alert_chart(engine, alert_id):
+        return False
+    thread_ts = {"thread_ts": thread} if thread else {}
+    uploaded, error = try_call(
+        client,
+        "files_upload_v2",
+        channel=channel,
+        file=str(chart),
+        filename="acceptance.png",
+        title=title,
+        alt_txt=title,
+        **thread_ts,
+    )
+    if uploaded is None:
+        with session_scope(engine) as session:
+            session.execute(update(DriftAlert).where(col(DriftAlert.id) == alert_id).values(chart_at=None))
+        raise RuntimeError(f"Slack refused the chart of alert {alert_id}: {error}")
+    return True
 
 
 def label_mix_check(settings: Settings, engine: Engine, project_id: int) -> int | None:

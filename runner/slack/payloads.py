@@ -511,6 +511,23 @@ def pilot_suggestion(project: Project, version: int, prediction: Prediction) -> 
     )
 
 
+def shadow_suggestion(
+    project: Project, version: int, production: int, prediction: Prediction
+) -> dict[str, Any]:
+    """A shadow candidate's answer to a pilot message, shown to the project's reviewers only (ephemeral,
+    in the message's thread) when the owner chose so."""
+    return render(
+        "shadow_suggestion.json.j2",
+        project=project.name,
+        version=version,
+        production=f"v{production}",
+        task_type=str(project.task_type),
+        label=prediction.label,
+        confidence=prediction.confidence,
+        draft=prediction.output_text or "",
+    )
+
+
 def _percent(value: float) -> str:
     return f"{value * 100:.0f}%"
 

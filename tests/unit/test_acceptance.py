@@ -66,3 +66,18 @@ def test_exact_mcnemar_by_hand():
     assert acceptance.mcnemar_exact(2, 0) == 0.5  # 2 × (1/2)²
     assert acceptance.mcnemar_exact(8, 1) == pytest.approx(2 * (1 + 9) / 2**9)
     assert acceptance.mcnemar_exact(3, 3) == 1.0
+
+
+def test_the_trajectory_the_alert_chart_shows_by_hand():
+    from runner.data.acceptance import cusum, cusum_path, trajectory, wilson
+
+    outcomes = [True, False, False, True]
+    path = trajectory(outcomes, p0=0.8, p1=0.6)
+    assert path.rate == [1.0, 0.5, 1 / 3, 0.5]
+    assert (path.low[1], path.high[1]) == wilson(1, 2)
+    # S = max(0, S + llr): log(0.6/0.8) when accepted, log(0.4/0.2) when corrected
+    up, down = math.log(2), math.log(0.75)
+    assert path.statistic == pytest.approx([0.0, up, 2 * up, 2 * up + down])
+    assert cusum_path(outcomes, p0=0.8, p1=0.6) == path.statistic
+    assert cusum(outcomes, p0=0.8, p1=0.6, min_reviews=1).statistic == path.statistic[-1]
+    assert trajectory([], p0=0.8, p1=0.6).rate == []
