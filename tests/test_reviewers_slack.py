@@ -79,7 +79,7 @@ def test_weighting_reviewers_by_reliability_changes_a_settled_label(slack, emula
     refusal = emulator.wait_for(
         lambda: next((e for e in emulator.ephemerals() if e["user"] == "UBOB"), None), what="the refusal"
     )
-    assert "Only the project owner" in refusal["text"]
+    assert "Only the project owner" in refusal["text"] and "may change the settings of" in refusal["text"]
     assert slack.slash("reviewers ticket-router weighting sideways").status == 200
     emulator.wait_for(lambda: any("Usage: `/finetune reviewers" in str(r) for r in emulator.responses()))
     assert settled_label() == "shipping"

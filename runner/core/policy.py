@@ -99,6 +99,10 @@ class Person:
         return cls(user_id=f"cli:{name}"[:64], operator=True)
 
 
+# How an action reads in a refusal where its name is not a verb.
+VERBS = {Action.SETTINGS: "change the settings of", Action.COMPARE: "run blind A/B comparisons of"}
+
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
@@ -110,7 +114,7 @@ class Decision:
         """What to tell a person who was refused."""
         who = " or ".join("the project owner" if r is Role.OWNER else str(r) for r in self.needs)
         owner = f" (<@{project.owner_id}>)" if Role.OWNER in self.needs and project.owner_id else ""
-        verb = self.action.value.replace("_", " ")
+        verb = VERBS.get(self.action, self.action.value.replace("_", " "))
         return f"Only {who}{owner} may {verb} *{project.name}*; this attempt was logged."
 
 
