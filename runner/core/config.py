@@ -86,6 +86,12 @@ class Settings(BaseSettings):
         description="Worker classes, smallest first, as name:gpus:gpu_mem (cpu:0:0,a10:1:24G); each gets "
         "a train-<name> queue; empty: one train queue",
     )
+    ftbot_budget_gpu_hours: float | None = Field(
+        default=None,
+        gt=0,
+        description="GPU-hours (worker-hours on CPU) each project may use per calendar month (UTC) "
+        "before a run needs an admin's approval; unset: no budget",
+    )
     ftbot_deploy_hook: str | None = Field(
         default=None, description="Command or http(s) URL called with the new deployment manifest"
     )

@@ -38,6 +38,8 @@ class Action(StrEnum):
     VOTE = "vote"  # a reaction counted as a label
     SETTLE = "adjudicate"  # the final label of a conflicted example
     TRAIN = "train"
+    CONFIRM = "confirm"  # a training request's estimate: queue the run
+    APPROVE = "approve"  # a run over the project's GPU-hour budget (admins only)
     CANCEL = "cancel"
     PAUSE = "pause"
     RESUME = "resume"
@@ -64,6 +66,8 @@ ALLOWED: dict[Action, tuple[Role, ...]] = {
     Action.VOTE: (Role.REVIEWER,),
     Action.SETTLE: (Role.OWNER,),
     Action.TRAIN: (Role.OWNER, Role.TRAINER),
+    Action.CONFIRM: (Role.REQUESTER, Role.OWNER),
+    Action.APPROVE: (),  # admins (and operators) alone
     Action.CANCEL: (Role.REQUESTER, Role.OWNER, Role.TRAINER),
     Action.PAUSE: (Role.REQUESTER, Role.OWNER, Role.TRAINER),
     Action.RESUME: (Role.REQUESTER, Role.OWNER, Role.TRAINER),
@@ -74,6 +78,11 @@ ALLOWED: dict[Action, tuple[Role, ...]] = {
     Action.PILOT: (Role.OWNER,),
 }
 NOT_AUDITED = frozenset({Action.VOTE, Action.READ_AUDIT})
+# What a refusal says a person may not do, where "<action> *project*" would not read well.
+VERBS: dict[Action, str] = {
+    Action.CONFIRM: "confirm this training of *{project}*",
+    Action.APPROVE: "approve training *{project}* over its GPU-hour budget",
+}
 
 
 def is_group(entry: str) -> bool:
@@ -104,10 +113,14 @@ class Decision:
 
     def refusal(self, project: Project) -> str:
         """What to tell a person who was refused."""
-        who = " or ".join("the project owner" if r is Role.OWNER else str(r) for r in self.needs)
-        owner = f" (<@{project.owner_id}>)" if Role.OWNER in self.needs and project.owner_id else ""
-        verb = self.action.value.replace("_", " ")
-        return f"Only {who}{owner} may {verb} *{project.name}*; this attempt was logged."
+        what = VERBS.get(self.action, self.action.value.replace("_", " ") + " *{project}*")
+        if not self.needs:
+            who = "an admin (FTBOT_ADMINS)"
+        else:
+            who = " or ".join("the project owner" if r is Role.OWNER else str(r) for r in self.needs)
+            if Role.OWNER in self.needs and project.owner_id:
+                who += f" (<@{project.owner_id}>)"
+        return f"Only {who} may {what.format(project=project.name)}; this attempt was logged."
 
 
 def roles(

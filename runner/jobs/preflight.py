@@ -7,7 +7,9 @@ Torch-free, so the bot computes it when `/finetune train` is asked. The figures 
   :data:`CHARS_PER_TOKEN` characters a token (BPE tokenizers of English chat text give 3.5–4.5),
   each example cut at ``max_len``; times the epochs, or ``max_steps × batch_tokens`` when smaller.
 * **Throughput** measured: the median real tokens/s of the last finished runs of the same base model
-  and process count (``metrics.tokens_per_s``, the training loop's own figure); without any, a
+  and process count on the same hardware class (``metrics.tokens_per_s``, the training loop's own
+  figure; the class is the one the run's worker had, `runner.jobs.hardware`, and the class the new
+  run is routed to; without ``FTBOT_HARDWARE_CLASSES``, runs on any worker); without any, a
   documented default (:data:`DEFAULT_TOKENS_PER_S`) scaled by the model's size when it is known.
 * **Time** = tokens / throughput, plus the time the same past runs spent outside the training loop
   (loading, evaluating, saving: ``wall_time_s`` less ``train_tokens / tokens_per_s``), or
@@ -53,7 +55,7 @@ class Estimate:
     tokens_per_s: float
     """Throughput assumed."""
     throughput_source: str
-    """``measured (N runs)`` or ``default``."""
+    """``measured on <class> (N runs)``, ``measured (N runs)`` (no classes) or ``default``."""
     seconds: float
     """Expected wall time of the job."""
     gpu_hours: float
@@ -62,6 +64,12 @@ class Estimate:
     """Peak memory per process, when the base model's size is known."""
     params: int | None
     """Parameters of the base model, when known."""
+    hardware_class: str | None = None
+    """The hardware class the run is routed to (None without ``FTBOT_HARDWARE_CLASSES``)."""
+    queue: str = "train"
+    """Its train queue."""
+    procs: int = 1
+    """Processes (GPUs) it will use."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,14 +134,19 @@ def estimate(
     *,
     history: Iterable[Mapping[str, Any]] = (),
     shape: Mapping[str, int] | None = None,
+    hardware_class: str | None = None,
+    queue: str = "train",
 ) -> Estimate:
     """The estimate for training ``records`` with ``config``.
 
     Args:
         config: The run's configuration.
         records: The chat records of the training split.
-        history: ``metrics`` of finished runs of the same base model and ``procs``, newest first.
+        history: ``metrics`` of finished runs of the same base model and ``procs`` (and hardware
+            class, when there are classes), newest first.
         shape: The base model's shape (:func:`model_shape`), when known.
+        hardware_class: The class the run goes to (named in the throughput's source).
+        queue: Its train queue.
 
     Returns:
         The estimate.
@@ -150,7 +163,9 @@ def estimate(
     ]
     params = sum(_params(shape)) if shape else None
     if measured:
-        speed, source = statistics.median(measured), f"measured ({len(measured)} runs)"
+        where = f" on {hardware_class}" if hardware_class else ""
+        runs = f"{len(measured)} run{'s' if len(measured) > 1 else ''}"
+        speed, source = statistics.median(measured), f"measured{where} ({runs})"
     else:
         speed = DEFAULT_TOKENS_PER_S * DEFAULT_PARAMS / (params or DEFAULT_PARAMS) * config.procs
         source = "default"
@@ -174,6 +189,9 @@ def estimate(
         gpu_hours=round(seconds * config.procs / 3600, 4),
         memory_bytes=memory_bytes(config, shape, max(counts, default=1)) if shape else None,
         params=params,
+        hardware_class=hardware_class,
+        queue=queue,
+        procs=config.procs,
     )
 
 
