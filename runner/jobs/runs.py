@@ -597,6 +597,9 @@ def confirm_training(
         assert request is not None
         if request.status != RequestStatus.PENDING:
             raise RequestDecided(already_decided(request))
+        # One confirmation per project at a time (PostgreSQL; SQLite's writers take turns anyway), so
+        # two runs confirmed together cannot both fit under a budget only one of them fits under.
+        session.exec(select(Project.id).where(col(Project.id) == project.id).with_for_update()).all()
         spend = budget.usage(session, settings, project, float(request.estimate.get("gpu_hours", 0.0)))
         if spend is not None and spend.over and not approve:
             raise OverBudget(over_budget_text(project.name, spend), spend)

@@ -89,3 +89,15 @@ def test_a_model_shape_needs_a_readable_config(tmp_path: Path) -> None:
     assert preflight.local_config_json("model", tmp_path) == tmp_path / "model" / "config.json"
     assert preflight.local_config_json(str(tmp_path / "model"), Path("/nowhere")) is not None
     assert preflight.local_config_json("org/name", tmp_path) is None
+
+
+def test_the_throughput_source_names_the_hardware_class_and_the_queue_is_kept() -> None:
+    records = [record(4000)] * 10
+    found = preflight.estimate(
+        config(), records, history=[{"tokens_per_s": 900.0}], hardware_class="a10", queue="train-a10"
+    )
+    assert found.throughput_source == "measured on a10 (1 run)"
+    assert (found.hardware_class, found.queue, found.procs) == ("a10", "train-a10", 1)
+    assert found.to_dict()["queue"] == "train-a10"
+    two = preflight.estimate(config(), records, history=[{"tokens_per_s": 900.0}] * 2)
+    assert two.throughput_source == "measured (2 runs)" and two.hardware_class is None
