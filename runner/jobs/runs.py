@@ -1,6 +1,8 @@
-"""Training runs: request one (snapshot, record, enqueue), cancel one, list them, and end them.
+"""Training runs: request one (snapshot and estimate, then confirm: record and enqueue), cancel one,
+list them with what they took against their estimate, and end them.
 
-A run row is the truth about a training job; the RQ job only carries its id.
+A training request row holds what was shown for confirmation until someone confirms or cancels it; a
+run row is the truth about a training job; the RQ job only carries its id.
 """
 
 from __future__ import annotations
