@@ -169,6 +169,13 @@ def prepare(
         raise TrainingRequestError(str(exc)) from exc
     try:  # a job no worker class can run is refused now, not left queued
         estimate = preflight_estimate(session, settings, project, snapshot, config)
+        draft = TrainingRun(
+            project_id=project.id or 0,
+            snapshot_id=snapshot.id,
+            config=config.to_dict(),
+            estimate=estimate.to_dict(),
+        )
+        train_queue(settings, draft)  # the queue its Confirm will enqueue it on
     except ValueError as exc:
         raise TrainingRequestError(str(exc)) from exc
     return Prepared(snapshot=snapshot, config=config, estimate=estimate)
