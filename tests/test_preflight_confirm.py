@@ -346,3 +346,25 @@ def test_cli_train_asks_unless_told_yes(engine, training_settings, database_url,
     assert f"run {run.id} queued (job {queues.train_job_id(run.id)})" in scripted.stdout
     assert run.approved_by and run.approved_by.startswith("cli:")
     assert train_jobs(training_settings) == [queues.train_job_id(run.id)]
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_who_asked_or_the_owner_confirms_not_another_trainer(slack, emulator, engine, training_settings):
+    seed_project(engine, emulator=emulator)
+    training_settings.ftbot_trainers = ("UDAVE", "UERIN")
+    asked = ask_to_train(slack, emulator, "ticket-router epochs=1", user="UDAVE")
+    assert "<@UDAVE> asked for a run" in shown(asked)
+
+    assert slack.press(asked, "Confirm", user="UERIN").status == 200  # a trainer, but not who asked
+    refusal = told(emulator, "UERIN", "Only")
+    assert "who started it or the project owner (<@UALICE>)" in refusal["text"]
+    assert all_runs(engine) == []
+
+    assert slack.press(asked, "Confirm", user="UALICE").status == 200  # the owner
+    emulator.wait_for(
+        lambda: current(emulator, asked["ts"])["text"].startswith("Training run "), what="the run"
+    )
+    (run,) = all_runs(engine)
+    assert (run.requested_by, the_request(engine).decided_by) == ("UDAVE", "UALICE")
+    rows = [(u, a, ok) for u, a, ok, _ in audit_rows(engine)]
+    assert ("UERIN", "confirm", False) in rows and ("UALICE", "confirm", True) in rows
