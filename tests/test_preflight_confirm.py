@@ -176,6 +176,7 @@ def test_the_train_button_then_cancel_queues_nothing(slack, emulator, engine, tr
         what="the estimate",
     )
     assert labels(asked) == ["Confirm", "Cancel"]
+    assert "epochs, auto)" in shown(asked)  # no epochs asked for: the rule chooses them
 
     assert slack.press(asked, "Cancel", user="UALICE").status == 200
     cancelled = emulator.wait_for(

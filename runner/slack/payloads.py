@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runner.core.models import ModelVersion, Prediction, Project, RunStatus, TrainingRequest, TrainingRun
+from runner.core.trainconfig import auto_epochs
 from runner.data import projects
 from runner.data.gates import Gate, ProjectStats
 from runner.interview import readiness
@@ -323,11 +324,14 @@ def estimate_fields(estimate: dict[str, Any], config: dict[str, Any]) -> dict[st
     hardware = estimate.get("hardware_class")
     queue = estimate.get("queue") or "train"
     epochs = config.get("epochs")
+    chosen = ""
+    if epochs == 0:  # the rule chooses them from the data (runner.core.trainconfig)
+        epochs, chosen = auto_epochs(int(estimate.get("examples", 0))), ", auto"
     speed = float(estimate.get("tokens_per_s") or 0.0)
     return {
         "examples": f"{int(estimate.get('examples', 0)):,} training examples",
         "tokens": f"{int(estimate.get('tokens', 0)):,}",
-        "epochs": f"{epochs} epoch{'s' if epochs != 1 else ''}" if isinstance(epochs, int) else "",
+        "epochs": f"{epochs} epoch{'s' if epochs != 1 else ''}{chosen}" if isinstance(epochs, int) else "",
         "time": f"~{duration(estimate.get('seconds'))}",
         "gpu_hours": gpu_hours(estimate.get("gpu_hours")),
         "memory": mebibytes(estimate.get("memory_bytes"))
