@@ -220,7 +220,7 @@ def test_a_run_over_the_budget_waits_for_an_admins_approval(slack, emulator, eng
     # The owner who asked is no admin: refused and audited.
     assert slack.press(redrawn, "Approve", user="UALICE").status == 200
     refusal = told(emulator, "UALICE", "Only an admin")
-    assert "approve training *ticket-router* over its GPU-hour budget" in refusal["text"]
+    assert "may approve over-budget training of *ticket-router*" in refusal["text"]
     assert [r.id for r in all_runs(engine)] == [earlier] and train_jobs(training_settings) == []
 
     # An admin approves: queued once, the approval on the run, in the audit log and on its message.

@@ -78,10 +78,10 @@ ALLOWED: dict[Action, tuple[Role, ...]] = {
     Action.PILOT: (Role.OWNER,),
 }
 NOT_AUDITED = frozenset({Action.VOTE, Action.READ_AUDIT})
-# What a refusal says a person may not do, where "<action> *project*" would not read well.
+# What a refusal says a person may not do to *project*, where the action's name would not read well.
 VERBS: dict[Action, str] = {
-    Action.CONFIRM: "confirm this training of *{project}*",
-    Action.APPROVE: "approve training *{project}* over its GPU-hour budget",
+    Action.CONFIRM: "confirm this training of",
+    Action.APPROVE: "approve over-budget training of",
 }
 
 
@@ -113,14 +113,12 @@ class Decision:
 
     def refusal(self, project: Project) -> str:
         """What to tell a person who was refused."""
-        what = VERBS.get(self.action, self.action.value.replace("_", " ") + " *{project}*")
-        if not self.needs:
-            who = "an admin (FTBOT_ADMINS)"
-        else:
-            who = " or ".join("the project owner" if r is Role.OWNER else str(r) for r in self.needs)
-            if Role.OWNER in self.needs and project.owner_id:
-                who += f" (<@{project.owner_id}>)"
-        return f"Only {who} may {what.format(project=project.name)}; this attempt was logged."
+        verb = VERBS.get(self.action, self.action.value.replace("_", " "))
+        if not self.needs:  # admins alone
+            return f"Only an admin (FTBOT_ADMINS) may {verb} *{project.name}*; this attempt was logged."
+        who = " or ".join("the project owner" if r is Role.OWNER else str(r) for r in self.needs)
+        owner = f" (<@{project.owner_id}>)" if Role.OWNER in self.needs and project.owner_id else ""
+        return f"Only {who}{owner} may {verb} *{project.name}*; this attempt was logged."
 
 
 def roles(
