@@ -390,6 +390,7 @@ RUN = {
     "status": "queued",
     "open": True,
     "requested_by": "<@UALICE>",
+    "approved_by": "",
     "snapshot": "0123456789ab",
     "progress": {},
     "eta": "?",
@@ -467,6 +468,7 @@ SAMPLES.update(
                 "estimate": "Estimate: ~3m 05s · 28,545 tokens · 0.0009 GPU-h · ~590 MiB per process "
                 "(measured (3 runs) throughput)",
             },
+            {**RUN, "approved_by": "<@UCAROL>"},
             {
                 **RUN,
                 "status": "running",
@@ -605,6 +607,48 @@ EVAL = {
     "status": "candidate",
     "production_revision": 3,
 }
+REQUEST = {
+    "request_id": 7,
+    "project": "ticket-router",
+    "status": "pending",
+    "requested_by": "<@UALICE>",
+    "decided_by": "",
+    "run_id": None,
+    "base_model": "smollm2-135m",
+    "snapshot": "0123456789ab",
+    "fields": {
+        "examples": "76 training examples",
+        "tokens": "28,545",
+        "epochs": "2 epochs",
+        "time": "~3m 05s",
+        "gpu_hours": "0.00086 GPU-h",
+        "memory": "~590 MiB per process",
+        "hardware": "any worker · queue `train`",
+        "throughput": "1,500 tokens/s (default)",
+    },
+    "budget": "",
+    "over": False,
+    "admins": "",
+}
+SAMPLES["training_request.json.j2"] = [
+    REQUEST,
+    {
+        **REQUEST,
+        "fields": {
+            **REQUEST["fields"],
+            "hardware": "a10 · queue `train-a10` · 2 processes",
+            "throughput": "2,410 tokens/s (measured on a10 (3 runs))",
+        },
+        "budget": "Budget for November 2026: 8.2 GPU-h used, 1.5 GPU-h queued or running, this run "
+        "0.50 GPU-h → 10.2 GPU-h of 10 GPU-h",
+        "over": True,
+        "admins": "<@UCAROL> <@UDAVE>",
+    },
+    {**REQUEST, "status": "cancelled", "decided_by": "<@UALICE>"},
+    {**REQUEST, "status": "confirmed", "decided_by": "<@UALICE>", "run_id": 12},
+]
+
+
 SAMPLES["eval_summary.json.j2"] = [
     EVAL,
     {
@@ -781,6 +825,28 @@ STRESS: dict[str, list[dict[str, Any]]] = {
             ],
             "more": 10**6,
         }
+    ],
+    "training_request.json.j2": [
+        {
+            **REQUEST,
+            "project": NAME,
+            "request_id": 10**9,
+            "base_model": TYPED[:512],
+            "fields": {
+                "examples": f"{10**9:,} training examples",
+                "tokens": f"{10**15:,}",
+                "epochs": "1000 epochs",
+                "time": "~99999h 59m",
+                "gpu_hours": "1,000,000,000 GPU-h",
+                "memory": "~99999.9 GiB per process",
+                "hardware": "h" * 63 + " · queue `train-" + "h" * 63 + "` · 64 processes",
+                "throughput": "1,000,000,000 tokens/s (measured on " + "h" * 63 + " (5 runs))",
+            },
+            "budget": "Budget for September 2026: " + " · ".join(["1,000,000,000 GPU-h"] * 5),
+            "over": True,
+            "admins": " ".join(f"<@W{i:010d}>" for i in range(5)),
+        },
+        {**REQUEST, "project": NAME, "status": "cancelled", "decided_by": "<@W0123456789>"},
     ],
     "run_status.json.j2": [
         {**RUN, "project": NAME, "status": "failed", "open": False, "error": TYPED * 3, "advice": TYPED},

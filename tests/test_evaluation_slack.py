@@ -16,7 +16,7 @@ from runner.core.models import ModelVersion
 from runner.data import projects
 from runner.registry import versions
 from tests.slack_client import buttons
-from tests.training_support import FAST, run_worker_burst, seed_project
+from tests.training_support import FAST, run_worker_burst, seed_project, train_confirmed
 
 
 def summary(emulator: Any, number: int) -> dict[str, Any] | None:
@@ -35,7 +35,7 @@ def production(engine) -> int | None:
 
 
 def train_and_evaluate(slack, emulator, settings, database_url, number: int, options: list[str]) -> dict:
-    assert slack.slash("train ticket-router " + " ".join(options)).status == 200
+    train_confirmed(slack, emulator, "ticket-router " + " ".join(options))
     emulator.wait_for(
         lambda: (
             sum(m.get("text", "").startswith("Training run") for m in emulator.messages("CGENERAL")) >= number

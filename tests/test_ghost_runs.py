@@ -21,7 +21,7 @@ from runner.jobs import runs
 from runner.slack import notify
 from tests.conftest import BOT_TOKEN, start_bot
 from tests.faults import fail_updates, repair
-from tests.training_support import ROOT, seed_project, worker_env
+from tests.training_support import ROOT, ask_to_train, seed_project, worker_env
 
 CLOSED_PORT = "127.0.0.1:1"  # nothing listens there
 
@@ -36,7 +36,8 @@ def test_train_with_redis_down_fails_the_run_and_tells_the_person(engine, traini
     down = training_settings.model_copy(update={"redis_url": f"redis://{CLOSED_PORT}/0"})
     bot = start_bot(down, engine, emulator)
     try:
-        assert bot.slack.slash("train ticket-router epochs=1", user="UALICE").status == 200
+        asked = ask_to_train(bot.slack, emulator, "ticket-router epochs=1")  # no Redis needed to ask
+        assert bot.slack.press(asked, "Confirm", user="UALICE").status == 200
         told = emulator.wait_for(
             lambda: next((e for e in emulator.ephemerals() if e["user"] == "UALICE"), None), what="the answer"
         )
@@ -48,7 +49,11 @@ def test_train_with_redis_down_fails_the_run_and_tells_the_person(engine, traini
     with session_scope(engine) as session:
         project = projects.get_project(session, "ticket-router")
         rows = [(e.user_id, e.action, e.allowed) for e in audit.entries(session, project_id=project.id)]
-    assert rows == [("UALICE", "train", True)]
+    assert sorted(rows) == [("UALICE", "confirm", True), ("UALICE", "train", True)]
+    failed = emulator.wait_for(  # the estimate became the run's status message, failed
+        lambda: next((m for m in status_texts(emulator) if "failed" in m), None), what="the failed run"
+    )
+    assert "Redis" in failed
 
 
 def make_runs(engine, settings, emulator, count: int) -> list[int]:

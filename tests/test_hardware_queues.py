@@ -15,14 +15,14 @@ from runner.core.db import session_scope
 from runner.core.models import TrainingRun
 from runner.jobs import queues
 from tests.test_pause_resume import latest_run_id, message_showing
-from tests.training_support import ROOT, seed_project, wait_until, worker_env
+from tests.training_support import ROOT, seed_project, train_confirmed, wait_until, worker_env
 
 
 @pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 def test_a_run_goes_to_the_queue_of_the_smallest_class_that_fits(slack, emulator, engine, training_settings):
     seed_project(engine, emulator=emulator)
     training_settings.ftbot_hardware_classes = ("cpu:0:0", "small:1:1M", "big:2:80G")
-    assert slack.slash("train ticket-router epochs=1").status == 200  # the tiny model needs > 1 MiB
+    train_confirmed(slack, emulator, "ticket-router epochs=1")  # the tiny model needs > 1 MiB
     run_id = wait_until(lambda: latest_run_id(engine), what="the run")
     message_showing(emulator, run_id, "queued")
     redis = Redis.from_url(training_settings.redis_url)

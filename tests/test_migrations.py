@@ -496,3 +496,56 @@ def test_0011_adds_corrections_weighting_and_shown_shadows_and_reverts_cleanly(e
     upgrade(empty_engine)
     with session_scope(empty_engine) as session:
         assert session.exec(select(Correction)).all() == []
+
+
+def test_0012_adds_training_requests_and_run_approval_and_reverts_cleanly(empty_engine):
+    from runner.core.models import RequestStatus, TrainingRequest
+
+    upgrade(empty_engine, "0005")
+    with empty_engine.begin() as conn:
+        for statement in ROWS_AT_0005:
+            conn.execute(text(statement))
+    upgrade(empty_engine, "0011")
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO training_run (project_id, snapshot_id, status, config, requested_by, "
+                "progress, attempt, auto_resumes, created_at) VALUES (1, 's-old', 'finished', "
+                "'{\"procs\": 1}', 'U1', '{}', 0, 0, CURRENT_TIMESTAMP)"
+            )
+        )
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata
+        )
+    assert diff == []
+    with session_scope(empty_engine) as session:
+        run = session.get(TrainingRun, 1)
+        assert run is not None and (run.approved_by, run.hardware_class) == (None, None)
+        run.approved_by, run.hardware_class = "UADMIN", "a10"
+        session.add(run)
+        session.add(
+            TrainingRequest(
+                project_id=1,
+                snapshot_id="s-old",
+                config={"epochs": 2},
+                estimate={"gpu_hours": 0.5},
+                budget={"limit": 10.0, "over": False},
+                requested_by="U1",
+                run_id=1,
+                status=RequestStatus.CONFIRMED,
+            )
+        )
+    with session_scope(empty_engine) as session:
+        request = session.exec(select(TrainingRequest)).one()
+        assert request.status is RequestStatus.CONFIRMED and request.estimate == {"gpu_hours": 0.5}
+        assert session.get(TrainingRun, 1).hardware_class == "a10"
+    downgrade(empty_engine, "0011")
+    with empty_engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM training_run")).scalars().all() == ["finished"]
+        columns = {c[1] for c in conn.execute(text("SELECT * FROM training_run")).cursor.description or []}
+        assert not {"approved_by", "hardware_class"} & columns
+    upgrade(empty_engine)
+    with session_scope(empty_engine) as session:
+        assert session.exec(select(TrainingRequest)).all() == []

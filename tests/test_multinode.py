@@ -43,7 +43,7 @@ from tests.test_pause_resume import (
     latest_run_id,
     message_showing,
 )
-from tests.training_support import ENDLESS, ROOT, seed_project, wait_until, worker_env
+from tests.training_support import ENDLESS, ROOT, seed_project, train_confirmed, wait_until, worker_env
 from tests.unit.test_distributed import LOSS_RTOL, WEIGHT_ATOL
 
 NODES = "a=127.0.0.1,b=127.0.0.1"
@@ -105,11 +105,11 @@ def test_two_nodes_train_like_one_process_register_once_and_cancel_ends_both(
     redis = Redis.from_url(training_settings.redis_url)
     other = node_worker(training_settings, database_url, emulator, "b", port, burst=False)
     try:
-        assert slack.slash("train ticket-router nodes=2 procs=1 " + " ".join(SAME)).status == 200
+        train_confirmed(slack, emulator, "ticket-router nodes=2 procs=1 " + " ".join(SAME))
         two_id = wait_until(lambda: latest_run_id(engine), what="the two-node run")
         assert multinode.node_queue("a") == "node-a"
         assert Job.fetch(f"ftbot-train-{two_id}", redis, serializer=JSONSerializer).origin == "node-a"
-        assert slack.slash("train ticket-router grad_accum_steps=2 " + " ".join(SAME)).status == 200
+        train_confirmed(slack, emulator, "ticket-router grad_accum_steps=2 " + " ".join(SAME))
         one_id = wait_until(lambda: (n := latest_run_id(engine)) != two_id and n, what="the one-process run")
 
         wait_until(lambda: Worker.all(queue=queue("node-b", redis)), timeout=120, what="node b's worker")
@@ -140,7 +140,7 @@ def test_two_nodes_train_like_one_process_register_once_and_cancel_ends_both(
         message_showing(emulator, two_id, "finished")
 
         # Cancel: both nodes' processes end, nothing is registered.
-        assert slack.slash("train ticket-router nodes=2 " + " ".join(ENDLESS)).status == 200
+        train_confirmed(slack, emulator, "ticket-router nodes=2 " + " ".join(ENDLESS))
         third = wait_until(lambda: (n := latest_run_id(engine)) not in (two_id, one_id) and n, what="run 3")
         launch = folder / f".run-{third}.launch"
         head = node_worker(training_settings, database_url, emulator, "a", port, burst=True)
@@ -209,7 +209,7 @@ def test_a_node_lost_while_training_fails_the_run_naming_it(
     redis = Redis.from_url(training_settings.redis_url)
     other = node_worker(training_settings, database_url, emulator, "b", port, burst=False)
     try:
-        assert slack.slash("train ticket-router nodes=2 " + " ".join(ENDLESS)).status == 200
+        train_confirmed(slack, emulator, "ticket-router nodes=2 " + " ".join(ENDLESS))
         run_id = wait_until(lambda: latest_run_id(engine), what="the run")
         wait_until(lambda: Worker.all(queue=queue("node-b", redis)), timeout=120, what="node b's worker")
         head = node_worker(training_settings, database_url, emulator, "a", port, burst=True)
@@ -257,13 +257,13 @@ def test_a_paused_two_node_run_resumes_and_ends_bit_for_bit_where_an_uninterrupt
 
     try:
         wait_until(lambda: Worker.all(queue=queue("node-b", redis)), timeout=120, what="node b's worker")
-        assert slack.slash("train ticket-router nodes=2 " + " ".join(PAUSABLE)).status == 200
+        train_confirmed(slack, emulator, "ticket-router nodes=2 " + " ".join(PAUSABLE))
         whole_id = wait_until(lambda: latest_run_id(engine), what="the uninterrupted run")
         head_to_end()
         whole = get_run(engine, whole_id)
         assert whole.status == RunStatus.FINISHED, whole.error
 
-        assert slack.slash("train ticket-router nodes=2 " + " ".join(PAUSABLE)).status == 200
+        train_confirmed(slack, emulator, "ticket-router nodes=2 " + " ".join(PAUSABLE))
         run_id = wait_until(lambda: (n := latest_run_id(engine)) != whole_id and n, what="the second run")
         head = node_worker(training_settings, database_url, emulator, "a", port, burst=True)
         try:

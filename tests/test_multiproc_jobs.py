@@ -13,7 +13,7 @@ from sqlmodel import select
 from runner.core.db import session_scope
 from runner.core.models import ModelVersion, RunStatus
 from tests.test_pause_resume import alive, get_run, latest_run_id, message_showing, run_to_end, start_worker
-from tests.training_support import ENDLESS, FAST, seed_project, wait_until
+from tests.training_support import ENDLESS, FAST, seed_project, train_confirmed, wait_until
 
 
 @pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
@@ -21,7 +21,7 @@ def test_a_two_process_run_registers_one_version_and_cancel_ends_every_process(
     slack, emulator, engine, training_settings, database_url
 ):
     seed_project(engine, emulator=emulator)
-    assert slack.slash("train ticket-router procs=2 " + " ".join(FAST)).status == 200
+    train_confirmed(slack, emulator, "ticket-router procs=2 " + " ".join(FAST))
     run_id = wait_until(lambda: latest_run_id(engine), what="the run")
     run_to_end(training_settings, database_url, emulator)
 
@@ -40,7 +40,7 @@ def test_a_two_process_run_registers_one_version_and_cancel_ends_every_process(
     )
     message_showing(emulator, run_id, "finished")
 
-    assert slack.slash("train ticket-router procs=2 " + " ".join(ENDLESS)).status == 200
+    train_confirmed(slack, emulator, "ticket-router procs=2 " + " ".join(ENDLESS))
     second = wait_until(lambda: (n := latest_run_id(engine)) != run_id and n, what="the second run")
     launch = Path(training_settings.ftbot_data_dir) / "artifacts" / "ticket-router" / f".run-{second}.launch"
     worker = start_worker(training_settings, database_url, emulator)

@@ -26,7 +26,7 @@ from runner.core.db import session_scope
 from runner.core.models import ModelVersion, RunStatus, TrainingRun, utcnow
 from runner.data import projects
 from runner.jobs import queues, runs
-from tests.training_support import ROOT, seed_project, wait_until, worker_env
+from tests.training_support import ROOT, seed_project, train_confirmed, wait_until, worker_env
 
 # Long enough to press Pause in the middle (~100 steps of a few ms to a few tens), a checkpoint every
 # 4 steps, dropout on (so the resumed random generator matters), no early stop.
@@ -125,19 +125,19 @@ def test_pause_and_resume_buttons_end_bit_for_bit_where_an_uninterrupted_run_end
     slack, emulator, engine, training_settings, database_url
 ):
     seed_project(engine, emulator=emulator)
-    assert slack.slash("train ticket-router " + " ".join(PAUSABLE)).status == 200
+    train_confirmed(slack, emulator, "ticket-router " + " ".join(PAUSABLE))
     whole_id = wait_until(lambda: latest_run_id(engine), what="the first run")
     run_to_end(training_settings, database_url, emulator)
     whole = get_run(engine, whole_id)
     assert whole.status == RunStatus.FINISHED, whole.error
 
-    assert slack.slash("train ticket-router " + " ".join(PAUSABLE)).status == 200
+    train_confirmed(slack, emulator, "ticket-router " + " ".join(PAUSABLE))
     run_id = wait_until(lambda: (n := latest_run_id(engine)) != whole_id and n, what="the second run")
     queued = message_showing(emulator, run_id, "queued")
     assert buttons(queued) == ["Pause", "Cancel"]
     # The preflight learnt from the first run: its measured throughput sets this one's estimate.
     estimate = get_run(engine, run_id).estimate
-    assert estimate["throughput_source"] == "measured (1 runs)"
+    assert estimate["throughput_source"] == "measured (1 run)"
     assert estimate["tokens_per_s"] == pytest.approx(whole.metrics["tokens_per_s"], rel=1e-3)
     assert "Estimate: ~" in json.dumps(queued["blocks"])
     worker = start_worker(training_settings, database_url, emulator)
@@ -181,7 +181,7 @@ def test_a_run_whose_worker_died_resumes_from_its_checkpoint_and_says_so(
     slack, emulator, engine, training_settings, database_url
 ):
     seed_project(engine, emulator=emulator)
-    assert slack.slash("train ticket-router " + " ".join(PAUSABLE)).status == 200
+    train_confirmed(slack, emulator, "ticket-router " + " ".join(PAUSABLE))
     run_id = wait_until(lambda: latest_run_id(engine), what="the run")
     worker = start_worker(training_settings, database_url, emulator)
     try:
@@ -227,7 +227,7 @@ def alive(pid: int) -> bool:
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
 def test_pause_and_resume_commands_on_a_queued_run(slack, emulator, engine, training_settings):
     seed_project(engine, emulator=emulator)
-    assert slack.slash("train ticket-router epochs=1").status == 200
+    train_confirmed(slack, emulator, "ticket-router epochs=1")
     run_id = wait_until(lambda: latest_run_id(engine), what="the run")
     queued = message_showing(emulator, run_id, "queued")
     estimate = get_run(engine, run_id).estimate

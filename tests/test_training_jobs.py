@@ -28,6 +28,7 @@ from tests.training_support import (
     start_worker,
     status_message,
     the_run,
+    train_confirmed,
     wait_until,
 )
 
@@ -36,7 +37,7 @@ def test_slack_train_runs_on_a_worker_and_registers_a_candidate(
     slack, emulator, engine, training_settings, database_url
 ):
     seed_project(engine, emulator=emulator)
-    assert slack.slash("train ticket-router " + " ".join(FAST)).status == 200
+    train_confirmed(slack, emulator, "ticket-router " + " ".join(FAST))
     queued = emulator.wait_for(lambda: status_message(emulator), what="the run's status message")
     assert "queued" in queued["text"] and queued["thread_ts"] == the_run(engine).thread_ts
     assert "Cancel" in json.dumps(queued["blocks"])
@@ -105,7 +106,7 @@ def test_a_killed_work_horse_fails_the_run_and_registers_nothing(
     slack, emulator, engine, training_settings, database_url
 ):
     seed_project(engine, emulator=emulator)
-    assert slack.slash("train ticket-router " + " ".join(ENDLESS)).status == 200
+    train_confirmed(slack, emulator, "ticket-router " + " ".join(ENDLESS))
     emulator.wait_for(lambda: status_message(emulator), what="queued")
     worker = start_worker(training_settings, database_url, emulator)
     try:
@@ -131,7 +132,7 @@ def test_cancel_stops_the_job_and_removes_partial_files(
     slack, emulator, engine, training_settings, database_url
 ):
     seed_project(engine, emulator=emulator)
-    assert slack.slash("train ticket-router " + " ".join(ENDLESS)).status == 200
+    train_confirmed(slack, emulator, "ticket-router " + " ".join(ENDLESS))
     emulator.wait_for(lambda: status_message(emulator), what="queued")
     worker = start_worker(training_settings, database_url, emulator)
     try:
@@ -193,7 +194,7 @@ def test_cli_trains_inline_and_lists_runs(engine, training_settings, database_ur
     }
     env.pop("SLACK_BOT_TOKEN", None)
     done = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "train", "ticket-router", *FAST, "--inline"],
+        [sys.executable, "-m", "bot.cli", "train", "ticket-router", *FAST, "--inline", "--yes"],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -219,7 +220,7 @@ def test_cli_trains_inline_and_lists_runs(engine, training_settings, database_ur
 def test_a_job_past_its_timeout_fails_with_advice(slack, emulator, engine, training_settings, database_url):
     seed_project(engine, emulator=emulator)
     training_settings.ftbot_job_timeout = 15  # the bot sets it on the job when it enqueues
-    assert slack.slash("train ticket-router " + " ".join(ENDLESS)).status == 200
+    train_confirmed(slack, emulator, "ticket-router " + " ".join(ENDLESS))
     emulator.wait_for(lambda: status_message(emulator), what="queued")
     worker = start_worker(training_settings, database_url, emulator)
     output, _ = worker.communicate(timeout=300)

@@ -20,7 +20,7 @@ from runner.core.models import ModelVersion, RunStatus
 from tests.fake_k8s import FakeKubernetes
 from tests.test_pause_resume import alive, get_run, latest_run_id, message_showing
 from tests.test_trainjob import problems_with
-from tests.training_support import ENDLESS, FAST, ROOT, seed_project, wait_until, worker_env
+from tests.training_support import ENDLESS, FAST, ROOT, seed_project, train_confirmed, wait_until, worker_env
 
 TOKEN = "service-account-token"
 PLURAL = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/ftbot/trainjobs"
@@ -77,7 +77,7 @@ def test_a_trainjob_is_created_watched_registered_once_and_deleted_and_cancel_de
     slack, emulator, engine, training_settings, database_url, k8s, tmp_path
 ):
     seed_project(engine, emulator=emulator)
-    assert slack.slash("train ticket-router nodes=2 procs=1 " + " ".join(FAST)).status == 200
+    train_confirmed(slack, emulator, "ticket-router nodes=2 procs=1 " + " ".join(FAST))
     run_id = wait_until(lambda: latest_run_id(engine), what="the run")
     launcher = start_launcher(training_settings, database_url, emulator, k8s, tmp_path)
     output, _ = launcher.communicate(timeout=900)
@@ -96,7 +96,7 @@ def test_a_trainjob_is_created_watched_registered_once_and_deleted_and_cancel_de
     message_showing(emulator, run_id, "finished")
 
     # Cancel: the TrainJob is deleted and its nodes end; nothing is registered.
-    assert slack.slash("train ticket-router nodes=2 procs=1 " + " ".join(ENDLESS)).status == 200
+    train_confirmed(slack, emulator, "ticket-router nodes=2 procs=1 " + " ".join(ENDLESS))
     second = wait_until(lambda: (n := latest_run_id(engine)) != run_id and n, what="the second run")
     launcher = start_launcher(training_settings, database_url, emulator, k8s, tmp_path)
     try:
@@ -122,7 +122,7 @@ def test_a_node_lost_fails_the_trainjob_and_the_run_with_nothing_registered(
     slack, emulator, engine, training_settings, database_url, k8s, tmp_path
 ):
     seed_project(engine, emulator=emulator)
-    assert slack.slash("train ticket-router nodes=2 procs=1 " + " ".join(ENDLESS)).status == 200
+    train_confirmed(slack, emulator, "ticket-router nodes=2 procs=1 " + " ".join(ENDLESS))
     run_id = wait_until(lambda: latest_run_id(engine), what="the run")
     launcher = start_launcher(training_settings, database_url, emulator, k8s, tmp_path)
     try:

@@ -22,6 +22,7 @@ from tests.training_support import (
     start_worker,
     status_message,
     the_run,
+    train_confirmed,
     wait_until,
 )
 
@@ -75,7 +76,7 @@ def test_stopping_the_worker_ends_the_training_and_fails_the_run(
     slack, emulator, engine, training_settings, database_url
 ):
     seed_project(engine, emulator=emulator)
-    assert slack.slash("train ticket-router " + " ".join(ENDLESS)).status == 200
+    train_confirmed(slack, emulator, "ticket-router " + " ".join(ENDLESS))
     emulator.wait_for(lambda: status_message(emulator), what="queued")
     worker = start_worker(training_settings, database_url, emulator, burst=False)
     try:

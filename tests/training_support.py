@@ -146,6 +146,44 @@ def the_run(engine) -> TrainingRun:
         return runs[0]
 
 
+def request_messages(emulator, channel: str = "CGENERAL") -> list[dict[str, Any]]:
+    """The bot's training-request messages still waiting for Confirm (or Approve) or Cancel."""
+    return [
+        m
+        for m in emulator.messages(channel)
+        if m.get("text", "").startswith("Train ") and m.get("text", "").endswith(("Cancel", "approve it"))
+    ]
+
+
+def ask_to_train(slack, emulator, words: str, *, user: str = "UALICE") -> dict[str, Any]:
+    """`/finetune train <words>` as `user`; returns the estimate message the bot posts."""
+    waiting = {m["ts"] for m in request_messages(emulator)}
+    assert slack.slash("train " + words, user=user).status == 200
+    return emulator.wait_for(
+        lambda: next((m for m in request_messages(emulator) if m["ts"] not in waiting), None),
+        what="the training estimate to confirm",
+    )
+
+
+def train_confirmed(slack, emulator, words: str, *, user: str = "UALICE") -> int:
+    """`/finetune train <words>`, then Confirm on the estimate the bot posted, both as `user`;
+    returns the run's id once its status message has replaced the estimate."""
+    asked = ask_to_train(slack, emulator, words, user=user)
+    assert slack.press(asked, "Confirm", user=user).status == 200
+    shown = emulator.wait_for(
+        lambda: next(
+            (
+                m
+                for m in emulator.messages("CGENERAL")
+                if m["ts"] == asked["ts"] and m.get("text", "").startswith("Training run ")
+            ),
+            None,
+        ),
+        what="the run's status message",
+    )
+    return int(shown["text"].split()[2])
+
+
 def status_message(emulator) -> dict[str, Any] | None:
     return next(
         (m for m in emulator.messages("CGENERAL") if m.get("text", "").startswith("Training run")), None

@@ -18,6 +18,7 @@ from runner.data import projects
 from runner.jobs import hardware, multinode, queues, runs, tasks
 from runner.jobs.worker import run_worker, serve_metrics
 from runner.registry import versions
+from runner.slack import payloads
 
 
 @click.command()
@@ -54,16 +55,21 @@ def worker(
     if metrics_port is not None:
         serve_metrics(config, metrics_port)
     chosen = tuple(ids(queue_names)) if queue_names else config.ftbot_queues
-    if gpus is not None and config.ftbot_hardware_classes and not queue_names:
+    declared = None
+    if gpus is not None:
         try:
             classes = hardware.parse_classes(config.ftbot_hardware_classes)
-            served = hardware.served_queues(classes, gpus=gpus, gpu_mem=hardware.parse_size(gpu_mem))
+            memory = hardware.parse_size(gpu_mem)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
-        if not served:
-            raise click.UsageError(f"no hardware class fits {gpus} GPUs of {gpu_mem}")
-        chosen = (*served, queues.EVAL_QUEUE)
-        click.echo(f"serving {', '.join(chosen)}")
+        served = hardware.served_queues(classes, gpus=gpus, gpu_mem=memory)
+        declared = hardware.worker_class(classes, gpus=gpus, gpu_mem=memory)
+        if classes and not queue_names:
+            if not served:
+                raise click.UsageError(f"no hardware class fits {gpus} GPUs of {gpu_mem}")
+            chosen = (*served, queues.EVAL_QUEUE)
+            click.echo(f"serving {', '.join(chosen)}")
+        click.echo(f"hardware class {declared}")
     if node is not None:
         try:
             known = [n.name for n in multinode.parse_nodes(config.ftbot_nodes)]
@@ -73,7 +79,7 @@ def worker(
             raise click.UsageError(f"--node {node}: FTBOT_NODES names {', '.join(known) or 'no node'}")
         mine = multinode.node_queue(node)
         chosen = (mine, *(q for q in chosen if q != mine))
-    run_worker(config, queues=chosen, burst=burst, name=name)
+    run_worker(config, queues=chosen, burst=burst, name=name, hardware_class=declared)
 
 
 def _follow(run_id: int) -> str:
@@ -116,24 +122,76 @@ def _print_run(run: Any, version: int | None = None) -> None:
     click.echo(line)
 
 
+ESTIMATE_ROWS = (
+    ("examples", "examples"),
+    ("tokens", "tokens"),
+    ("time", "time"),
+    ("gpu_hours", "GPU-hours"),
+    ("memory", "memory"),
+    ("hardware", "hardware"),
+    ("throughput", "throughput"),
+)
+
+
+def _print_estimate(project_name: str, request: models.TrainingRequest) -> None:
+    fields = payloads.estimate_fields(request.estimate, request.config)
+    click.echo(f"{project_name}: the run's estimate (request {request.id})")
+    fields["tokens"] += f" ({fields['epochs']})" if fields["epochs"] else ""
+    for key, label in ESTIMATE_ROWS:
+        click.echo(f"  {label:<11} {fields[key].replace('`', '')}")
+    if request.budget:
+        click.echo(f"  {'budget':<11} {payloads.budget_line(request.budget)}")
+
+
 @click.command()
 @click.argument("project_name", metavar="PROJECT")
 @click.argument("options", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--wait", is_flag=True, help="Follow the job to the end with a progress bar.")
 @click.option("--inline", is_flag=True, help="Train in this process, without Redis or a worker.")
 @click.option("--ignore-gates", is_flag=True, help="Train even when the dataset's readiness gates fail.")
-def train(project_name: str, options: tuple[str, ...], wait: bool, inline: bool, ignore_gates: bool) -> None:
-    """Snapshot PROJECT and train a LoRA adapter on it (options: base_model, epochs, lr, lora_r, …)."""
+@click.option(
+    "--yes",
+    "-y",
+    "yes",
+    is_flag=True,
+    help="Queue without asking (scripts); the estimate is still shown.",
+)
+def train(
+    project_name: str, options: tuple[str, ...], wait: bool, inline: bool, ignore_gates: bool, yes: bool
+) -> None:
+    """Snapshot PROJECT, show the run's estimate and, once confirmed (or with --yes), train a LoRA
+    adapter on it (options: base_model, epochs, lr, lora_r, …). Over FTBOT_BUDGET_GPU_HOURS,
+    confirming here approves it (an operator at the command line may)."""
     config = settings()
+    person = operator()
     with migrated() as db_engine:
-        run = runs.request_training(
+        request = runs.propose_training(
             db_engine,
             config,
-            operator(),
+            person,
             project_name=project_name,
             overrides=runs.parse_overrides(list(options)),
-            connection=None if inline else Redis.from_url(config.redis_url),
             require_gates=not ignore_gates,
+        )
+        assert request.id is not None
+        _print_estimate(project_name, request)
+        over = bool((request.budget or {}).get("over"))
+        if over:
+            click.echo(f"  over the budget: confirming approves it as {person.user_id}")
+        try:
+            confirmed = yes or click.confirm("Queue this run?", default=False)
+        except click.Abort:  # no answer (stdin closed): a script that did not say --yes
+            confirmed = False
+        if not confirmed:
+            runs.cancel_request(db_engine, config, person, request.id)
+            raise click.ClickException("Nothing was queued (pass --yes to queue without being asked).")
+        run = runs.confirm_training(
+            db_engine,
+            config,
+            person,
+            request.id,
+            connection=None if inline else Redis.from_url(config.redis_url),
+            approve=over,
         )
         run_id = run.id
     assert run_id is not None
@@ -183,6 +241,10 @@ def runs_cmd(project_name: str, as_json: bool) -> None:
                 "progress": r.progress,
                 "metrics": r.metrics,
                 "estimate": r.estimate,
+                "actual": runs.actual(r),
+                "actual_vs_estimate": runs.actual_vs_estimate(r),
+                "hardware_class": r.hardware_class,
+                "approved_by": r.approved_by,
                 "error": r.error,
                 "advice": r.advice,
             }
@@ -199,6 +261,11 @@ def runs_cmd(project_name: str, as_json: bool) -> None:
             if row["status"] == "finished"
             else (row["error"] or "")
         )
+        estimate, ratios = row["estimate"] or {}, row["actual_vs_estimate"]
+        if estimate:
+            detail += f" · estimated {payloads.duration(estimate.get('seconds'))}"
+            if "seconds" in ratios:
+                detail += f", took {payloads.duration(row['actual']['seconds'])} ({ratios['seconds']:.2f}×)"
         click.echo(f"run {row['id']:>4}  {row['status']:<9}  {row['created_at'][:19]}  {detail}")
 
 

@@ -48,6 +48,9 @@ def register(app: App, deps: Deps) -> None:
 
     # training
     app.action("train_project")(deferred(training.on_train_button))
+    app.action("confirm_training")(deferred(training.on_confirm))
+    app.action("approve_training")(deferred(training.on_approve))
+    app.action("cancel_training")(deferred(training.on_cancel_request))
     app.action("cancel_run")(deferred(training.on_cancel))
     app.action("pause_run")(deferred(training.on_pause))
     app.action("resume_run")(deferred(training.on_resume))

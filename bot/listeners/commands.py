@@ -411,7 +411,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         Subcommand(
             "train",
             "train <project> [key=value …]",
-            "snapshot and QLoRA-train (base_model, epochs, lr, lora_r, lora_alpha, max_len, batch_tokens)",
+            "snapshot and estimate; Confirm queues the QLoRA training (base_model, epochs, lr, lora_r, "
+            "max_len, batch_tokens, procs)",
             train,
         ),
         Subcommand(

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     ftbot_k8s_poll_interval: float = Field(
         default=5.0, gt=0, description="Seconds between reads of a TrainJob's status"
     )
+    ftbot_budget_gpu_hours: float | None = Field(
+        default=None,
+        gt=0,
+        description="GPU-hours (worker-hours on CPU) each project may use per calendar month (UTC) "
+        "before a run needs an admin's approval; unset: no budget",
+    )
     ftbot_deploy_hook: str | None = Field(
         default=None, description="Command or http(s) URL called with the new deployment manifest"
     )

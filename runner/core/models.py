@@ -301,10 +301,48 @@ class TrainingRun(SQLModel, table=True):
     note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # e.g. how it resumed
     # The preflight's estimate (runner.jobs.preflight): tokens, seconds, GPU-hours, memory.
     estimate: dict[str, Any] | None = Field(default=None, sa_column=_json_column(nullable=True))
+    # The admin who let it go over the project's GPU-hour budget (FTBOT_BUDGET_GPU_HOURS), if one had to.
+    approved_by: str | None = Field(default=None, max_length=64)
+    # The hardware class of the worker that trained it (runner.jobs.hardware): its throughput is kept
+    # per class, so the next estimate for that class learns from it.
+    hardware_class: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
     started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     heartbeat_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class RequestStatus(StrEnum):
+    PENDING = "pending"  # its estimate is shown with Confirm (or Approve) and Cancel
+    CONFIRMED = "confirmed"  # its run was recorded (and enqueued)
+    CANCELLED = "cancelled"  # nothing was queued
+
+
+class TrainingRequest(SQLModel, table=True):
+    """A training request waiting for its Confirm: the snapshot, resolved config and preflight
+    estimate it will train with, and the budget figures shown. Confirming it is a compare-and-set on
+    `status` (pending → confirmed), so a double click or a retried request records one run."""
+
+    __tablename__ = "training_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    snapshot_id: str = Field(foreign_key="snapshot.id", max_length=64)
+    status: RequestStatus = Field(
+        default=RequestStatus.PENDING, sa_column=_enum_column(RequestStatus, default=RequestStatus.PENDING)
+    )
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=_json_column())
+    estimate: dict[str, Any] = Field(default_factory=dict, sa_column=_json_column())
+    # The project's GPU-hour budget when asked (runner.jobs.budget), None without FTBOT_BUDGET_GPU_HOURS.
+    budget: dict[str, Any] | None = Field(default=None, sa_column=_json_column(nullable=True))
+    requested_by: str = Field(default="", max_length=64)
+    channel_id: str | None = Field(default=None, max_length=32)
+    thread_ts: str | None = Field(default=None, max_length=32)
+    message_ts: str | None = Field(default=None, max_length=32)  # the message with the buttons
+    decided_by: str | None = Field(default=None, max_length=64)
+    run_id: int | None = Field(default=None, foreign_key="training_run.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts_column())
+    decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class VersionStatus(StrEnum):

@@ -38,6 +38,8 @@ class Action(StrEnum):
     VOTE = "vote"  # a reaction counted as a label
     SETTLE = "adjudicate"  # the final label of a conflicted example
     TRAIN = "train"
+    CONFIRM = "confirm"  # a training request's estimate: queue the run
+    APPROVE = "approve"  # a run over the project's GPU-hour budget (admins only)
     CANCEL = "cancel"
     PAUSE = "pause"
     RESUME = "resume"
@@ -66,6 +68,8 @@ ALLOWED: dict[Action, tuple[Role, ...]] = {
     Action.VOTE: (Role.REVIEWER,),
     Action.SETTLE: (Role.OWNER,),
     Action.TRAIN: (Role.OWNER, Role.TRAINER),
+    Action.CONFIRM: (Role.REQUESTER, Role.OWNER),
+    Action.APPROVE: (),  # admins (and operators) alone
     Action.CANCEL: (Role.REQUESTER, Role.OWNER, Role.TRAINER),
     Action.PAUSE: (Role.REQUESTER, Role.OWNER, Role.TRAINER),
     Action.RESUME: (Role.REQUESTER, Role.OWNER, Role.TRAINER),
@@ -78,6 +82,13 @@ ALLOWED: dict[Action, tuple[Role, ...]] = {
     Action.SETTINGS: (Role.OWNER,),
 }
 NOT_AUDITED = frozenset({Action.VOTE, Action.READ_AUDIT})
+# What a refusal says a person may not do to *project*, where the action's name would not read well.
+VERBS: dict[Action, str] = {
+    Action.CONFIRM: "confirm this training of",
+    Action.APPROVE: "approve over-budget training of",
+    Action.SETTINGS: "change the settings of",
+    Action.COMPARE: "run blind A/B comparisons of",
+}
 
 
 def is_group(entry: str) -> bool:
@@ -99,10 +110,6 @@ class Person:
         return cls(user_id=f"cli:{name}"[:64], operator=True)
 
 
-# How an action reads in a refusal where its name is not a verb.
-VERBS = {Action.SETTINGS: "change the settings of", Action.COMPARE: "run blind A/B comparisons of"}
-
-
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
@@ -112,9 +119,11 @@ class Decision:
 
     def refusal(self, project: Project) -> str:
         """What to tell a person who was refused."""
+        verb = VERBS.get(self.action, self.action.value.replace("_", " "))
+        if not self.needs:  # admins alone
+            return f"Only an admin (FTBOT_ADMINS) may {verb} *{project.name}*; this attempt was logged."
         who = " or ".join("the project owner" if r is Role.OWNER else str(r) for r in self.needs)
         owner = f" (<@{project.owner_id}>)" if Role.OWNER in self.needs and project.owner_id else ""
-        verb = VERBS.get(self.action, self.action.value.replace("_", " "))
         return f"Only {who}{owner} may {verb} *{project.name}*; this attempt was logged."
 
 

@@ -105,3 +105,13 @@ def served_queues(classes: Sequence[HardwareClass], *, gpus: int, gpu_mem: int) 
     if gpus == 0:
         matching = [c for c in matching if c.gpus == 0]
     return [c.queue for c in reversed(matching)]
+
+
+def worker_class(classes: Sequence[HardwareClass], *, gpus: int, gpu_mem: int) -> str:
+    """The class a worker with ``gpus`` GPUs of ``gpu_mem`` bytes counts as, for the throughput kept
+    per class: the largest configured class it matches; without one, ``cpu`` or a description of its
+    GPUs (``2gpu-80G``)."""
+    served = served_queues(classes, gpus=gpus, gpu_mem=gpu_mem)
+    if served:
+        return served[0].removeprefix("train-")
+    return "cpu" if not gpus else f"{gpus}gpu-{gpu_mem / 2**30:.0f}G"

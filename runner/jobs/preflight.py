@@ -10,11 +10,13 @@ Torch-free, so the bot computes it when `/finetune train` is asked. The figures 
   same rule (`runner.core.trainconfig`): its epochs for this many examples, and batches of an
   epoch's tokens over :data:`~runner.core.trainconfig.MIN_STEPS_PER_EPOCH` steps at most.
 * **Throughput** measured: the median real tokens/s of the last finished runs of the same base model
-  and process count (``metrics.tokens_per_s``, the training loop's own figure); without any, a
+  and process count on the same hardware class (``metrics.tokens_per_s``, the training loop's own
+  figure; the class is the one the run's worker had, `runner.jobs.hardware`, and the class the new
+  run is routed to; without ``FTBOT_HARDWARE_CLASSES``, runs on any worker); without any, a
   documented default (:data:`DEFAULT_TOKENS_PER_S`) scaled by the model's size when it is known.
 * **Time** = tokens / throughput, plus the time the same past runs spent outside the training loop
   (loading, evaluating, saving: ``wall_time_s`` less ``train_tokens / tokens_per_s``), or
-  :data:`STARTUP_S` without any; **GPU-hours** = time × ``procs``.
+  :data:`STARTUP_S` without any; **GPU-hours** = time × ``procs × nodes`` (every process's device).
 * **Memory** per process, when the base model's ``config.json`` is on disk: 4-bit linear weights
   (~4.13 bits a weight with NF4's constants), embeddings and head in 16 bits, LoRA weights and their
   AdamW states in 32 bits, and activations of one micro-batch (a rough
@@ -56,15 +58,21 @@ class Estimate:
     tokens_per_s: float
     """Throughput assumed."""
     throughput_source: str
-    """``measured (N runs)`` or ``default``."""
+    """``measured on <class> (N runs)``, ``measured (N runs)`` (no classes) or ``default``."""
     seconds: float
     """Expected wall time of the job."""
     gpu_hours: float
-    """``seconds × procs / 3600`` (worker-hours on CPU)."""
+    """``seconds × procs × nodes / 3600`` (worker-hours on CPU)."""
     memory_bytes: int | None
     """Peak memory per process, when the base model's size is known."""
     params: int | None
     """Parameters of the base model, when known."""
+    hardware_class: str | None = None
+    """The hardware class the run is routed to (None without ``FTBOT_HARDWARE_CLASSES``)."""
+    queue: str = "train"
+    """Its train queue."""
+    procs: int = 1
+    """Processes (GPUs) it will use, on all its nodes together."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,7 +126,7 @@ def memory_bytes(config: TrainConfig, shape: Mapping[str, int], row_tokens: int)
     base = linear * (4.13 / 8 if config.quantize else 2) + embeddings * 2
     lora = config.lora_r * layers * (4 * 2 * hidden + 3 * (hidden + intermediate))
     trainable = lora * (4 + 4 + 8)  # weights, gradients, AdamW's two states (fp32)
-    tokens = max(row_tokens, config.batch_tokens // (config.grad_accum_steps * config.procs))
+    tokens = max(row_tokens, config.batch_tokens // (config.grad_accum_steps * config.procs * config.nodes))
     activations = tokens * hidden * layers * (4 if config.gradient_checkpointing else 32)
     return int(base + trainable + activations)
 
@@ -129,14 +137,19 @@ def estimate(
     *,
     history: Iterable[Mapping[str, Any]] = (),
     shape: Mapping[str, int] | None = None,
+    hardware_class: str | None = None,
+    queue: str = "train",
 ) -> Estimate:
     """The estimate for training ``records`` with ``config``.
 
     Args:
         config: The run's configuration.
         records: The chat records of the training split.
-        history: ``metrics`` of finished runs of the same base model and ``procs``, newest first.
+        history: ``metrics`` of finished runs of the same base model and ``procs`` (and hardware
+            class, when there are classes), newest first.
         shape: The base model's shape (:func:`model_shape`), when known.
+        hardware_class: The class the run goes to (named in the throughput's source).
+        queue: Its train queue.
 
     Returns:
         The estimate.
@@ -154,9 +167,13 @@ def estimate(
     ]
     params = sum(_params(shape)) if shape else None
     if measured:
-        speed, source = statistics.median(measured), f"measured ({len(measured)} runs)"
+        where = f" on {hardware_class}" if hardware_class else ""
+        runs = f"{len(measured)} run{'s' if len(measured) > 1 else ''}"
+        speed, source = statistics.median(measured), f"measured{where} ({runs})"
     else:
-        speed = DEFAULT_TOKENS_PER_S * DEFAULT_PARAMS / (params or DEFAULT_PARAMS) * config.procs
+        speed = (
+            DEFAULT_TOKENS_PER_S * DEFAULT_PARAMS / (params or DEFAULT_PARAMS) * config.procs * config.nodes
+        )
         source = "default"
     # What the same runs spent outside the training loop (loading, evaluating, saving), measured too.
     overheads = [
@@ -175,9 +192,12 @@ def estimate(
         tokens_per_s=round(speed, 1),
         throughput_source=source,
         seconds=round(seconds, 1),
-        gpu_hours=round(seconds * config.procs / 3600, 4),
+        gpu_hours=round(seconds * config.procs * config.nodes / 3600, 4),
         memory_bytes=memory_bytes(config, shape, max(counts, default=1)) if shape else None,
         params=params,
+        hardware_class=hardware_class,
+        queue=queue,
+        procs=config.procs * config.nodes,
     )
 
 

@@ -87,17 +87,30 @@ def enqueue(
     )
 
 
-def train_queue_for(settings: Settings, *, procs: int, memory_bytes: int | None) -> str:
-    """The train queue of the smallest hardware class that can run a job (`runner.jobs.hardware`);
-    ``train`` when no classes are configured.
+def train_class_for(
+    settings: Settings, *, procs: int, memory_bytes: int | None
+) -> hardware.HardwareClass | None:
+    """The smallest hardware class that can run a job (`runner.jobs.hardware`); None when no classes
+    are configured.
 
     Raises:
         ValueError: no class can run it (the message says why).
     """
     if not settings.ftbot_hardware_classes:
-        return TRAIN_QUEUE
+        return None
     classes = hardware.parse_classes(settings.ftbot_hardware_classes)
-    return hardware.route(classes, procs=procs, memory_bytes=memory_bytes).queue
+    return hardware.route(classes, procs=procs, memory_bytes=memory_bytes)
+
+
+def train_queue_for(settings: Settings, *, procs: int, memory_bytes: int | None) -> str:
+    """The train queue of the smallest hardware class that can run a job; ``train`` when no classes
+    are configured.
+
+    Raises:
+        ValueError: no class can run it (the message says why).
+    """
+    found = train_class_for(settings, procs=procs, memory_bytes=memory_bytes)
+    return found.queue if found is not None else TRAIN_QUEUE
 
 
 def fetch_job(connection: Redis | None, job_id: str | None) -> Job | None:

@@ -1,19 +1,24 @@
-"""Training runs: request one (snapshot, record, enqueue), cancel one, list them, and end them.
+"""Training runs: request one (snapshot and estimate, then confirm: record and enqueue), cancel one,
+list them with what they took against their estimate, and end them.
 
-A run row is the truth about a training job; the RQ job only carries its id.
+A training request row holds what was shown for confirmation until someone confirms or cancels it; a
+run row is the truth about a training job; the RQ job only carries its id.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from redis import Redis, RedisError
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -25,17 +30,28 @@ from runner.core.exceptions import DatasetError, TrainingRequestError
 from runner.core.models import (
     TERMINAL_RUN_STATUSES,
     Project,
+    RequestStatus,
     RunStatus,
     Snapshot,
     Split,
+    TrainingRequest,
     TrainingRun,
     utcnow,
 )
 from runner.core.policy import Action, Person, perform
 from runner.core.trainconfig import CHECKPOINT_FILE, TrainConfig
 from runner.data import exporting, gates, projects, snapshots
-from runner.jobs import multinode, preflight
-from runner.jobs.queues import enqueue, eval_job_id, fetch_job, train_job_id, train_queue_for
+from runner.jobs import budget, multinode, preflight
+from runner.jobs.queues import (
+    TRAIN_QUEUE,
+    enqueue,
+    eval_job_id,
+    fetch_job,
+    train_class_for,
+    train_job_id,
+    train_queue_for,
+)
+from runner.slack import payloads
 
 PAUSE = "pause"  # TrainingRun.control: the running job checkpoints and stops at its next step
 
@@ -111,7 +127,16 @@ def parse_overrides(words: list[str]) -> dict[str, str]:
     return dict(w.split("=", 1) for w in words)
 
 
-def create_run(
+@dataclass(frozen=True)
+class Prepared:
+    """What a training request trains on: its snapshot, resolved config and preflight estimate."""
+
+    snapshot: Snapshot
+    config: TrainConfig
+    estimate: preflight.Estimate
+
+
+def prepare(
     session: Session,
     *,
     settings: Settings,
@@ -119,15 +144,15 @@ def create_run(
     overrides: dict[str, str],
     requested_by: str,
     require_gates: bool = True,
-) -> TrainingRun:
-    """Snapshot the dataset and record a queued run (its job ids included); nothing is enqueued
-    until the caller has committed it (`enqueue_run`).
+) -> Prepared:
+    """Check the request, snapshot the dataset and estimate the run (`runner.jobs.preflight`).
 
     Args:
         require_gates: refuse when the dataset's readiness gates do not all pass.
 
     Raises:
-        TrainingRequestError: gates failing, bad options, or no usable example.
+        TrainingRequestError: gates failing, bad options, no usable example, or no worker class
+            that can run it.
     """
     config = resolve_config(settings, overrides)
     if require_gates:
@@ -142,20 +167,43 @@ def create_run(
         snapshot, _ = snapshots.build_snapshot(session, project, created_by=requested_by)
     except DatasetError as exc:
         raise TrainingRequestError(str(exc)) from exc
+    try:  # a job no worker class can run is refused now, not left queued
+        estimate = preflight_estimate(session, settings, project, snapshot, config)
+        draft = TrainingRun(
+            project_id=project.id or 0,
+            snapshot_id=snapshot.id,
+            config=config.to_dict(),
+            estimate=estimate.to_dict(),
+        )
+        train_queue(settings, draft)  # the queue its Confirm will enqueue it on
+    except ValueError as exc:
+        raise TrainingRequestError(str(exc)) from exc
+    return Prepared(snapshot=snapshot, config=config, estimate=estimate)
+
+
+def new_run(
+    session: Session,
+    project: Project,
+    *,
+    snapshot_id: str,
+    config: dict[str, Any],
+    estimate: dict[str, Any],
+    requested_by: str,
+    approved_by: str | None = None,
+) -> TrainingRun:
+    """Record a queued run (its job ids included); nothing is enqueued until the caller has committed
+    it (`enqueue_run`)."""
     assert project.id is not None
     run = TrainingRun(
         project_id=project.id,
-        snapshot_id=snapshot.id,
-        config=config.to_dict(),
+        snapshot_id=snapshot_id,
+        config=config,
         requested_by=requested_by,
         channel_id=project.channel_id if project.root_ts else None,
         thread_ts=project.root_ts,
-        estimate=preflight_estimate(session, settings, project, snapshot, config).to_dict(),
+        estimate=estimate,
+        approved_by=approved_by,
     )
-    try:  # a job no worker class can run is refused now, not left queued
-        train_queue(settings, run)
-    except ValueError as exc:
-        raise TrainingRequestError(str(exc)) from exc
     session.add(run)
     session.flush()
     assert run.id is not None
@@ -163,12 +211,49 @@ def create_run(
     return run
 
 
+def create_run(
+    session: Session,
+    *,
+    settings: Settings,
+    project: Project,
+    overrides: dict[str, str],
+    requested_by: str,
+    require_gates: bool = True,
+) -> TrainingRun:
+    """Snapshot the dataset and record a queued run at once, without a confirmation (`prepare`,
+    then `new_run`); nothing is enqueued until the caller has committed it (`enqueue_run`).
+
+    Raises:
+        TrainingRequestError: gates failing, bad options, or no usable example.
+    """
+    found = prepare(
+        session,
+        settings=settings,
+        project=project,
+        overrides=overrides,
+        requested_by=requested_by,
+        require_gates=require_gates,
+    )
+    return new_run(
+        session,
+        project,
+        snapshot_id=found.snapshot.id,
+        config=found.config.to_dict(),
+        estimate=found.estimate.to_dict(),
+        requested_by=requested_by,
+    )
+
+
 def preflight_estimate(
     session: Session, settings: Settings, project: Project, snapshot: Snapshot, config: TrainConfig
 ) -> preflight.Estimate:
     """The run's tokens, time, GPU-hours and memory (`runner.jobs.preflight`), from the snapshot's
     training records, the base model's shape when it is on disk, and past runs of the same base
-    model and process count."""
+    model and process count on the hardware class it is routed to (any worker's, without classes).
+
+    Raises:
+        ValueError: no configured hardware class can run it.
+    """
     frozen = snapshot.stats
     instructions = str(frozen.get("instructions", project.instructions))
     task_type = str(frozen.get("task_type", project.task_type))
@@ -177,11 +262,16 @@ def preflight_estimate(
         for row in snapshots.snapshot_rows(session, snapshot.id)
         if row.split == Split.TRAIN
     ]
+    found = preflight.local_config_json(config.base_model, settings.ftbot_models_dir)
+    shape = preflight.model_shape(found) if found else None
+    longest = max(preflight.example_tokens(records, config.max_len), default=1)
+    memory = preflight.memory_bytes(config, shape, longest) if shape else None
+    hardware_class = train_class_for(settings, procs=config.procs, memory_bytes=memory)
     finished = session.exec(
         select(TrainingRun)
         .where(TrainingRun.status == RunStatus.FINISHED)
         .order_by(col(TrainingRun.id).desc())
-        .limit(100)
+        .limit(200)
     ).all()
     history = [
         run.metrics
@@ -189,10 +279,17 @@ def preflight_estimate(
         if run.metrics
         and run.config.get("base_model") == config.base_model
         and int(run.config.get("procs", 1)) == config.procs
+        and int(run.config.get("nodes", 1) or 1) == config.nodes
+        and (hardware_class is None or run.hardware_class == hardware_class.name)
     ]
-    found = preflight.local_config_json(config.base_model, settings.ftbot_models_dir)
-    shape = preflight.model_shape(found) if found else None
-    return preflight.estimate(config, records, history=history, shape=shape)
+    return preflight.estimate(
+        config,
+        records,
+        history=history,
+        shape=shape,
+        hardware_class=hardware_class.name if hardware_class else None,
+        queue=hardware_class.queue if hardware_class else TRAIN_QUEUE,
+    )
 
 
 def train_queue(settings: Settings, run: TrainingRun) -> str:
@@ -330,6 +427,37 @@ def finish(
     session.add(run)
 
 
+COMPARED = ("seconds", "tokens", "tokens_per_s", "gpu_hours")
+
+
+def actual(run: TrainingRun) -> dict[str, Any]:
+    """What a run really took, in the estimate's terms (None where it has no figure yet): the training
+    job's wall time, real tokens and tokens/s (its metrics), its GPU-hours (`budget.actual_gpu_hours`,
+    once it ended), the hardware class it ran on, and the job's time from start to end."""
+    metrics = run.metrics or {}
+    job_seconds = budget.job_seconds(run)
+    ended = run.status in TERMINAL_RUN_STATUSES
+    return {
+        "seconds": metrics.get("wall_time_s"),
+        "tokens": metrics.get("train_tokens"),
+        "tokens_per_s": metrics.get("tokens_per_s"),
+        "gpu_hours": round(budget.actual_gpu_hours(run), 6) if ended else None,
+        "hardware_class": run.hardware_class,
+        "job_seconds": round(job_seconds, 1) if job_seconds is not None else None,
+    }
+
+
+def actual_vs_estimate(run: TrainingRun) -> dict[str, float]:
+    """``actual / estimate`` of each figure both have (1.25: it took a quarter more than estimated)."""
+    done, guessed = actual(run), run.estimate or {}
+    ratios = {}
+    for key in COMPARED:
+        a, e = done.get(key), guessed.get(key)
+        if isinstance(a, int | float) and isinstance(e, int | float) and a > 0 and e > 0:
+            ratios[key] = round(a / e, 3)
+    return ratios
+
+
 def runs(session: Session, project: Project) -> list[TrainingRun]:
     return list(
         session.exec(
@@ -337,6 +465,244 @@ def runs(session: Session, project: Project) -> list[TrainingRun]:
             .where(TrainingRun.project_id == project.id)
             .order_by(col(TrainingRun.id).desc())
         ).all()
+    )
+
+
+def propose_training(
+    engine: Engine,
+    settings: Settings,
+    person: Person,
+    *,
+    project_name: str,
+    overrides: dict[str, str],
+    channel_id: str | None = None,
+    require_gates: bool = True,
+) -> TrainingRequest:
+    """A person asks to train a project: decided and audited (`runner.core.policy.perform`), the
+    dataset snapshotted and the run estimated, and the request recorded, pending, for a Confirm
+    (`confirm_training`) or a Cancel (`cancel_request`). Nothing is queued yet.
+
+    Args:
+        channel_id: where to report when the project has no thread (the channel it was asked in).
+
+    Raises:
+        NotAllowed: the person may not train the project.
+        TrainingRequestError, DatasetError: the request cannot be queued (the message says why).
+    """
+
+    def create(session: Session, project: Project) -> TrainingRequest:
+        found = prepare(
+            session,
+            settings=settings,
+            project=project,
+            overrides=overrides,
+            requested_by=person.user_id,
+            require_gates=require_gates,
+        )
+        assert project.id is not None
+        spend = budget.usage(session, settings, project, found.estimate.gpu_hours)
+        request = TrainingRequest(
+            project_id=project.id,
+            snapshot_id=found.snapshot.id,
+            config=found.config.to_dict(),
+            estimate=found.estimate.to_dict(),
+            budget=spend.to_dict() if spend else None,
+            requested_by=person.user_id,
+            channel_id=project.channel_id if project.root_ts else channel_id,
+            thread_ts=project.root_ts,
+        )
+        session.add(request)
+        session.flush()
+        return request
+
+    return perform(
+        engine,
+        settings,
+        Action.TRAIN,
+        person,
+        load=lambda session: projects.get_project(session, project_name),
+        work=create,
+        target=" ".join(f"{k}={v}" for k, v in overrides.items()),
+        detail=lambda created: f"request {created.id}, awaiting confirmation",
+    )
+
+
+class RequestDecided(TrainingRequestError):
+    """The training request was confirmed or cancelled already."""
+
+
+class OverBudget(TrainingRequestError):
+    """The run would take its project over its GPU-hour budget: an admin must approve it."""
+
+    def __init__(self, message: str, spend: budget.Budget) -> None:
+        super().__init__(message)
+        self.spend = spend
+
+
+def _request_loader(
+    request_id: int,
+) -> tuple[Callable[[Session], Project], Callable[[Session], str | None]]:
+    """``load`` and ``requested_by`` for `perform` on training request `request_id`."""
+
+    def load(session: Session) -> Project:
+        request = session.get(TrainingRequest, request_id)
+        project = session.get(Project, request.project_id) if request else None
+        if request is None or project is None:
+            raise TrainingRequestError(f"There is no training request {request_id}.")
+        return project
+
+    def requested_by(session: Session) -> str | None:
+        request = session.get(TrainingRequest, request_id)
+        return request.requested_by if request else None
+
+    return load, requested_by
+
+
+def _decide_request(session: Session, request: TrainingRequest, status: RequestStatus, by: str) -> None:
+    """Move a pending request to `status`, as a compare-and-set: only one decision ever lands.
+
+    Raises:
+        RequestDecided: it was confirmed or cancelled already (by this transaction's rival, too).
+    """
+    moved = session.execute(
+        update(TrainingRequest)
+        .where(col(TrainingRequest.id) == request.id, col(TrainingRequest.status) == RequestStatus.PENDING)
+        .values(status=status, decided_by=by, decided_at=utcnow())
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(request)
+        raise RequestDecided(already_decided(request))
+
+
+def already_decided(request: TrainingRequest) -> str:
+    if request.status == RequestStatus.CONFIRMED:
+        return (
+            f"This training was confirmed already (by <@{request.decided_by}>): it is run {request.run_id}."
+        )
+    return f"This training request was cancelled (by <@{request.decided_by}>); nothing was queued."
+
+
+def confirm_training(
+    engine: Engine,
+    settings: Settings,
+    person: Person,
+    request_id: int,
+    *,
+    connection: Redis | None,
+    approve: bool = False,
+) -> TrainingRun:
+    """Confirm a training request: its run recorded with the estimate shown and committed, then
+    enqueued (unless `connection` is None: ``ftbot train --inline``). Confirming is a
+    compare-and-set on the request, so two clicks record one run.
+
+    Args:
+        approve: an admin approves a run over the project's budget (`Action.APPROVE`, audited as
+            such and recorded on the run); otherwise who asked or the project owner confirms it.
+
+    Raises:
+        NotAllowed: the person may not.
+        RequestDecided: it was confirmed or cancelled already.
+        OverBudget: it would take the project over its budget and this is not an approval (the
+            request's budget figures are brought up to date).
+        TrainingRequestError: Redis cannot take it (the run is failed).
+    """
+    load, requested_by = _request_loader(request_id)
+
+    def confirm(session: Session, project: Project) -> TrainingRun:
+        request = session.get(TrainingRequest, request_id)
+        assert request is not None
+        if request.status != RequestStatus.PENDING:
+            raise RequestDecided(already_decided(request))
+        # One confirmation per project at a time (PostgreSQL; SQLite's writers take turns anyway), so
+        # two runs confirmed together cannot both fit under a budget only one of them fits under.
+        session.exec(select(Project.id).where(col(Project.id) == project.id).with_for_update()).all()
+        spend = budget.usage(session, settings, project, float(request.estimate.get("gpu_hours", 0.0)))
+        if spend is not None and spend.over and not approve:
+            raise OverBudget(over_budget_text(project.name, spend), spend)
+        _decide_request(session, request, RequestStatus.CONFIRMED, person.user_id)
+        run = new_run(
+            session,
+            project,
+            snapshot_id=request.snapshot_id,
+            config=request.config,
+            estimate=request.estimate,
+            requested_by=request.requested_by,
+            approved_by=person.user_id if approve and spend is not None and spend.over else None,
+        )
+        run.channel_id, run.thread_ts = request.channel_id, request.thread_ts
+        run.status_ts = request.message_ts  # the message that asked becomes the run's status message
+        request.run_id = run.id
+        request.budget = spend.to_dict() if spend else None
+        session.add_all([run, request])
+        return run
+
+    def detail(run: TrainingRun) -> str:
+        spend = (run.estimate or {}).get("gpu_hours", 0)
+        return f"run {run.id}, estimate {spend} GPU-h" + (" over budget, approved" if run.approved_by else "")
+
+    try:
+        run = perform(
+            engine,
+            settings,
+            Action.APPROVE if approve else Action.CONFIRM,
+            person,
+            load=load,
+            work=confirm,
+            target=f"request {request_id}",
+            detail=detail,
+            requested_by=requested_by,
+        )
+    except OverBudget as exc:
+        with session_scope(engine) as session:
+            stored = session.get(TrainingRequest, request_id)
+            if stored is not None and stored.status == RequestStatus.PENDING:
+                stored.budget = exc.spend.to_dict()
+                session.add(stored)
+        raise
+    if connection is not None:
+        enqueue_run(engine, run, settings=settings, connection=connection)
+    return run
+
+
+def over_budget_text(project_name: str, spend: budget.Budget) -> str:
+    return (
+        f"This run would take *{project_name}* to {payloads.gpu_hours(spend.total)} of its "
+        f"{payloads.gpu_hours(spend.limit)} budget for {spend.window}: an admin must approve it."
+    )
+
+
+def run_of_request(engine: Engine, request_id: int) -> int | None:
+    """The run a training request was confirmed into, if it was."""
+    with session_scope(engine) as session:
+        request = session.get(TrainingRequest, request_id)
+        return request.run_id if request is not None else None
+
+
+def cancel_request(engine: Engine, settings: Settings, person: Person, request_id: int) -> TrainingRequest:
+    """Cancel a pending training request (who asked, owners, trainers), audited; nothing is queued.
+
+    Raises:
+        NotAllowed: the person may not.
+        RequestDecided: it was confirmed or cancelled already.
+    """
+    load, requested_by = _request_loader(request_id)
+
+    def cancel_it(session: Session, project: Project) -> TrainingRequest:
+        request = session.get(TrainingRequest, request_id)
+        assert request is not None
+        _decide_request(session, request, RequestStatus.CANCELLED, person.user_id)
+        session.refresh(request)
+        return request
+
+    return perform(
+        engine,
+        settings,
+        Action.CANCEL,
+        person,
+        load=load,
+        work=cancel_it,
+        target=f"request {request_id}",
+        requested_by=requested_by,
     )
 
 
@@ -350,44 +716,25 @@ def request_training(
     connection: Redis | None,
     channel_id: str | None = None,
     require_gates: bool = True,
+    approve: bool = False,
 ) -> TrainingRun:
-    """A person asks to train a project: decided and audited (`runner.core.policy.perform`), the run
-    recorded and committed, then enqueued (unless `connection` is None: ``ftbot train --inline``).
-
-    Args:
-        channel_id: where to report when the project has no thread (the channel it was asked in).
+    """Propose and confirm at once, for scripts that have decided already (`propose_training`, then
+    `confirm_training` by the same person): each step decided and audited.
 
     Raises:
-        NotAllowed: the person may not train the project.
-        TrainingRequestError, DatasetError: the request cannot be queued (the message says why).
+        NotAllowed, TrainingRequestError, DatasetError: as the two steps do (`OverBudget` included).
     """
-
-    def create(session: Session, project: Project) -> TrainingRun:
-        run = create_run(
-            session,
-            settings=settings,
-            project=project,
-            overrides=overrides,
-            requested_by=person.user_id,
-            require_gates=require_gates,
-        )
-        if run.channel_id is None and channel_id:
-            run.channel_id = channel_id
-        return run
-
-    run = perform(
+    request = propose_training(
         engine,
         settings,
-        Action.TRAIN,
         person,
-        load=lambda session: projects.get_project(session, project_name),
-        work=create,
-        target=" ".join(f"{k}={v}" for k, v in overrides.items()),
-        detail=lambda created: f"run {created.id}",
+        project_name=project_name,
+        overrides=overrides,
+        channel_id=channel_id,
+        require_gates=require_gates,
     )
-    if connection is not None:
-        enqueue_run(engine, run, settings=settings, connection=connection)
-    return run
+    assert request.id is not None
+    return confirm_training(engine, settings, person, request.id, connection=connection, approve=approve)
 
 
 def request_cancel(

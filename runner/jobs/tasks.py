@@ -41,7 +41,7 @@ from runner.core.models import (
 )
 from runner.core.trainconfig import Progress, TrainConfig, TrainingCancelled, TrainingPaused
 from runner.data import exporting, snapshots
-from runner.jobs import runs
+from runner.jobs import hardware, runs
 from runner.jobs.queues import BACKSTOP_S, TRANSIENT
 from runner.jobs.runs import (
     PAUSE,
@@ -83,6 +83,23 @@ class JobContext:
 
 
 _context: JobContext | None = None
+# The hardware class `ftbot worker --gpus N --gpu-mem M` declared (`runner.jobs.worker.run_worker`
+# sets it before forking its work-horses); None: the work-horse detects its GPUs.
+WORKER_CLASS: str | None = None
+
+
+def hardware_class(settings: Settings) -> str:
+    """The hardware class this process trains as (`runner.jobs.hardware.worker_class`): the one its
+    worker declared, else from the GPUs torch sees here (in the work-horse, never the worker's parent).
+    """
+    if WORKER_CLASS:
+        return WORKER_CLASS
+    import torch  # the work-horse has loaded it for the training already
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    memory = min((torch.cuda.get_device_properties(i).total_memory for i in range(gpus)), default=0)
+    classes = hardware.parse_classes(settings.ftbot_hardware_classes)
+    return hardware.worker_class(classes, gpus=gpus, gpu_mem=memory)
 
 
 def advice_for(error: BaseException | str) -> str:
@@ -219,6 +236,7 @@ def train_job(run_id: int) -> dict[str, Any]:
     from runner.ml import loop  # torch: loaded in the work-horse only
 
     ctx = JobContext.current()
+    trains_on = hardware_class(ctx.settings)
     with session_scope(ctx.engine) as session:
         run = session.get(TrainingRun, run_id)
         if run is None or run.status in TERMINAL_RUN_STATUSES:
@@ -235,6 +253,7 @@ def train_job(run_id: int) -> dict[str, Any]:
         run.heartbeat_at = utcnow()
         run.worker = f"{socket.gethostname()}:{os.getppid()}"
         run.pid = os.getpid()
+        run.hardware_class = trains_on
         session.add(run)
         snapshot = snapshots.get_snapshot(session, project, run.snapshot_id)
         rows = snapshots.snapshot_rows(session, snapshot.id)

@@ -152,13 +152,23 @@ def serve_metrics(settings: Settings, port: int) -> None:
 
 
 def run_worker(
-    settings: Settings, *, queues: tuple[str, ...], burst: bool = False, name: str | None = None
+    settings: Settings,
+    *,
+    queues: tuple[str, ...],
+    burst: bool = False,
+    name: str | None = None,
+    hardware_class: str | None = None,
 ) -> bool:
     """Serve `queues` until stopped (or, with `burst`, until they are empty).
+
+    Args:
+        hardware_class: the class the worker declared (``--gpus``/``--gpu-mem``), recorded on the runs
+            it trains; None: each work-horse detects its GPUs.
 
     Returns:
         True when the worker did any work.
     """
+    tasks.WORKER_CLASS = hardware_class  # the work-horses forked from here inherit it
     queue_names = queues
     predicting = PREDICT_QUEUE in queue_names
     if predicting and len(queue_names) > 1:

@@ -7,6 +7,7 @@ Slack. A worker without ``SLACK_BOT_TOKEN`` (a CLI run, a laptop) skips Slack an
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from runner.core.models import (
     Prediction,
     PredictionStatus,
     Project,
+    TrainingRequest,
     TrainingRun,
     utcnow,
 )
@@ -76,6 +78,53 @@ def run_status(engine: Engine, client: WebClient | None, run_id: int) -> None:
             first = col(TrainingRun.status_ts).is_(None)
             session.execute(update(TrainingRun).where(this_run, first).values(status_ts=posted_ts))
         session.execute(update(TrainingRun).where(this_run).values(shown_status=str(shown)))
+
+
+def training_request(
+    engine: Engine, client: WebClient | None, request_id: int, *, admins: Sequence[str] = ()
+) -> str | None:
+    """Post or update a training request's message (its estimate and buttons) where its run would
+    report; returns Slack's error when it could not be posted (None: shown, or no Slack)."""
+    if client is None:
+        return None
+    with session_scope(engine) as session:
+        request = session.get(TrainingRequest, request_id)
+        if request is None or not request.channel_id:
+            return None
+        project = session.get(Project, request.project_id)
+        assert project is not None
+        payload = payloads.training_request(request, project, admins=admins)
+        channel, message_ts, thread_ts = request.channel_id, request.message_ts, request.thread_ts
+    if message_ts:
+        _, error = try_call(client, "chat_update", channel=channel, ts=message_ts, **payload)
+        return error
+    posted, error = try_call(client, "chat_postMessage", channel=channel, thread_ts=thread_ts, **payload)
+    if posted is None:
+        return error
+    with session_scope(engine) as session:
+        this = col(TrainingRequest.id) == request_id
+        first = col(TrainingRequest.message_ts).is_(None)
+        session.execute(update(TrainingRequest).where(this, first).values(message_ts=posted["ts"]))
+        # Confirmed between the post and now: its run's status message is this one too.
+        stored = session.get(TrainingRequest, request_id)
+        run_id = stored.run_id if stored is not None else None
+        if run_id is not None:
+            unset = col(TrainingRun.status_ts).is_(None)
+            session.execute(
+                update(TrainingRun).where(col(TrainingRun.id) == run_id, unset).values(status_ts=posted["ts"])
+            )
+    if run_id is not None:
+        run_status(engine, client, run_id)
+    return None
+
+
+def request_shown_at(engine: Engine, request_id: int, message_ts: str) -> None:
+    """Record where a training request's message is (from a button pressed on it), when the poster
+    has not yet: a quick click must update that message, not post another."""
+    with session_scope(engine) as session:
+        this = col(TrainingRequest.id) == request_id
+        first = col(TrainingRequest.message_ts).is_(None)
+        session.execute(update(TrainingRequest).where(this, first).values(message_ts=message_ts))
 
 
 def deploy_reconciled(settings: Settings, outcomes: list[Reconciled]) -> None:

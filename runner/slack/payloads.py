@@ -11,7 +11,16 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from runner.core.models import ModelVersion, Prediction, PredictionStatus, Project, RunStatus, TrainingRun
+from runner.core.models import (
+    ModelVersion,
+    Prediction,
+    PredictionStatus,
+    Project,
+    RunStatus,
+    TrainingRequest,
+    TrainingRun,
+)
+from runner.core.trainconfig import auto_epochs
 from runner.data import projects
 from runner.data.gates import Gate, ProjectStats
 from runner.interview import readiness
@@ -303,6 +312,87 @@ def estimate_line(estimate: dict[str, Any] | None) -> str:
     return f"Estimate: {' · '.join(parts)} ({estimate.get('throughput_source', 'default')} throughput)"
 
 
+def gpu_hours(value: float | None) -> str:
+    """GPU-hours for people: ``120 GPU-h``, ``1.5 GPU-h``, ``0.25 GPU-h``, ``0.0021 GPU-h``."""
+    if value is None or value != value:
+        return "? GPU-h"
+    if value >= 100:
+        return f"{value:,.0f} GPU-h"
+    if value >= 1:
+        return f"{value:.1f} GPU-h"
+    if value >= 0.01:
+        return f"{value:.2f} GPU-h"
+    return f"{value:.2g} GPU-h" if value > 0 else "0 GPU-h"
+
+
+def mebibytes(value: float | None) -> str:
+    """``~590 MiB``, ``~12.4 GiB``; ``unknown`` without a figure."""
+    if not value:
+        return "unknown"
+    return f"~{value / 2**30:.1f} GiB" if value >= 2**30 else f"~{value / 2**20:,.0f} MiB"
+
+
+def estimate_fields(estimate: dict[str, Any], config: dict[str, Any]) -> dict[str, str]:
+    """The preflight's figures for people, by what they are (the confirm message and `ftbot train`)."""
+    procs = int(estimate.get("procs") or config.get("procs", 1) or 1)
+    hardware = estimate.get("hardware_class")
+    queue = estimate.get("queue") or "train"
+    epochs = config.get("epochs")
+    chosen = ""
+    if epochs == 0:  # the rule chooses them from the data (runner.core.trainconfig)
+        epochs, chosen = auto_epochs(int(estimate.get("examples", 0))), ", auto"
+    speed = float(estimate.get("tokens_per_s") or 0.0)
+    return {
+        "examples": f"{int(estimate.get('examples', 0)):,} training examples",
+        "tokens": f"{int(estimate.get('tokens', 0)):,}",
+        "epochs": f"{epochs} epoch{'s' if epochs != 1 else ''}{chosen}" if isinstance(epochs, int) else "",
+        "time": f"~{duration(estimate.get('seconds'))}",
+        "gpu_hours": gpu_hours(estimate.get("gpu_hours")),
+        "memory": mebibytes(estimate.get("memory_bytes"))
+        + (" per process" if estimate.get("memory_bytes") else " (the base model is not on disk here)"),
+        "hardware": (f"{hardware}" if hardware else "any worker")
+        + f" · queue `{queue}`"
+        + (f" · {procs} processes" if procs > 1 else ""),
+        "throughput": f"{speed:,.0f} tokens/s ({estimate.get('throughput_source', 'default')})",
+    }
+
+
+def budget_line(spend: dict[str, Any] | None) -> str:
+    """``Budget for November 2026: 1.2 GPU-h used, 0.50 GPU-h queued or running, this run 0.25 GPU-h
+    → 1.9 GPU-h of 10 GPU-h``."""
+    if not spend:
+        return ""
+    return (
+        f"Budget for {spend.get('window')}: {gpu_hours(spend.get('spent'))} used, "
+        f"{gpu_hours(spend.get('committed'))} queued or running, this run {gpu_hours(spend.get('run'))} "
+        f"→ {gpu_hours(spend.get('total'))} of {gpu_hours(spend.get('limit'))}"
+    )
+
+
+def training_request(
+    request: TrainingRequest, project: Project, *, admins: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The message a training request is shown in: its estimate with Confirm (or, over the project's
+    budget, Approve) and Cancel; once cancelled, who cancelled it. (Once confirmed, the message
+    becomes the run's status message, `run_status`.)"""
+    spend = request.budget or {}
+    return render(
+        "training_request.json.j2",
+        request_id=request.id,
+        project=project.name,
+        status=str(request.status),
+        requested_by=slack_person(request.requested_by),
+        decided_by=slack_person(request.decided_by or ""),
+        run_id=request.run_id,
+        base_model=str(request.config.get("base_model", "")),
+        snapshot=request.snapshot_id[:12],
+        fields=estimate_fields(request.estimate, request.config),
+        budget=budget_line(spend),
+        over=bool(spend.get("over")),
+        admins=" ".join(slack_person(a) for a in admins[:5]),
+    )
+
+
 def run_status(run: TrainingRun, project: Project, version: ModelVersion | None) -> dict[str, Any]:
     """The status message of a training run in its project thread."""
     progress = run.progress
@@ -314,6 +404,7 @@ def run_status(run: TrainingRun, project: Project, version: ModelVersion | None)
         status=run.status,
         open=run.status in (RunStatus.QUEUED, RunStatus.RUNNING),
         requested_by=slack_person(run.requested_by),
+        approved_by=slack_person(run.approved_by) if run.approved_by else "",
         snapshot=run.snapshot_id[:12],
         progress=progress,
         eta=duration(progress.get("eta_s")) if progress else "?",

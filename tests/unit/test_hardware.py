@@ -51,3 +51,13 @@ def test_a_worker_serves_every_class_it_can_stand_in_for_its_own_first() -> None
     assert hardware.served_queues(CLASSES, gpus=1, gpu_mem=24 * GIB) == ["train-a10", "train-cpu"]
     assert hardware.served_queues(CLASSES, gpus=1, gpu_mem=16 * GIB) == ["train-cpu"]
     assert hardware.served_queues(CLASSES, gpus=0, gpu_mem=0) == ["train-cpu"]
+
+
+def test_a_worker_counts_as_the_largest_class_it_matches_else_as_what_it_has() -> None:
+    assert hardware.worker_class(CLASSES, gpus=8, gpu_mem=80 * GIB) == "h100x8"
+    assert hardware.worker_class(CLASSES, gpus=2, gpu_mem=24 * GIB) == "a10"  # stands in for an a10
+    assert hardware.worker_class(CLASSES, gpus=0, gpu_mem=0) == "cpu"
+    assert hardware.worker_class([], gpus=0, gpu_mem=0) == "cpu"
+    assert hardware.worker_class([], gpus=2, gpu_mem=80 * GIB) == "2gpu-80G"
+    no_cpu_class = hardware.parse_classes(["a10:1:24G"])
+    assert hardware.worker_class(no_cpu_class, gpus=0, gpu_mem=0) == "cpu"

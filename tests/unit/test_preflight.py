@@ -52,6 +52,10 @@ def test_measured_throughput_wins_over_the_default_and_sets_time_and_gpu_hours()
     assert (found.tokens_per_s, found.throughput_source) == (2000.0, "measured (3 runs)")
     assert found.seconds == pytest.approx(preflight.STARTUP_S + 200_000 / 2000)
     assert found.gpu_hours == pytest.approx(found.seconds * 2 / 3600, abs=1e-4)
+    # On two nodes the same throughput costs every process's device: twice the GPU-hours.
+    spread = preflight.estimate(config(epochs=2, procs=2, nodes=2), records, history=history)
+    assert spread.seconds == found.seconds and spread.procs == 4
+    assert spread.gpu_hours == pytest.approx(2 * found.gpu_hours, abs=1e-4)
     # Their time outside the training loop (loading, evaluating, saving) replaces the default.
     timed = [{"tokens_per_s": 2000.0, "train_tokens": 20_000, "wall_time_s": 22.0}]
     assert preflight.estimate(config(epochs=2), records, history=timed).seconds == pytest.approx(12 + 100)
@@ -95,3 +99,15 @@ def test_a_model_shape_needs_a_readable_config(tmp_path: Path) -> None:
     assert preflight.local_config_json("model", tmp_path) == tmp_path / "model" / "config.json"
     assert preflight.local_config_json(str(tmp_path / "model"), Path("/nowhere")) is not None
     assert preflight.local_config_json("org/name", tmp_path) is None
+
+
+def test_the_throughput_source_names_the_hardware_class_and_the_queue_is_kept() -> None:
+    records = [record(4000)] * 10
+    found = preflight.estimate(
+        config(), records, history=[{"tokens_per_s": 900.0}], hardware_class="a10", queue="train-a10"
+    )
+    assert found.throughput_source == "measured on a10 (1 run)"
+    assert (found.hardware_class, found.queue, found.procs) == ("a10", "train-a10", 1)
+    assert found.to_dict()["queue"] == "train-a10"
+    two = preflight.estimate(config(), records, history=[{"tokens_per_s": 900.0}] * 2)
+    assert two.throughput_source == "measured (2 runs)" and two.hardware_class is None
