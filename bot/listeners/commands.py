@@ -234,8 +234,9 @@ def rollback(inv: Invocation) -> None:
     )
 
 
-def pilot(inv: Invocation) -> None:
-    pilot_listeners.command(
+def _hand_over(handler: Callable[..., None], inv: Invocation) -> None:
+    """Give a subcommand's words to the listener module that owns it (it answers by response URL)."""
+    handler(
         inv.deps,
         inv.client,
         inv.args,
@@ -243,42 +244,25 @@ def pilot(inv: Invocation) -> None:
         channel_id=inv.channel_id,
         response_url=inv.body.get("response_url"),
     )
+
+
+def pilot(inv: Invocation) -> None:
+    _hand_over(pilot_listeners.command, inv)
 
 
 def shadow(inv: Invocation) -> None:
-    pilot_listeners.shadow_command(
-        inv.deps,
-        inv.client,
-        inv.args,
-        user_id=inv.user_id,
-        channel_id=inv.channel_id,
-        response_url=inv.body.get("response_url"),
-    )
+    _hand_over(pilot_listeners.shadow_command, inv)
 
 
 def compare(inv: Invocation) -> None:
-    compare_listeners.command(
-        inv.deps,
-        inv.client,
-        inv.args,
-        user_id=inv.user_id,
-        channel_id=inv.channel_id,
-        response_url=inv.body.get("response_url"),
-    )
+    _hand_over(compare_listeners.command, inv)
 
 
 def project_settings(inv: Invocation) -> None:
     if not inv.args:
         inv.respond(response_type="ephemeral", text=f"Usage: `{COMMAND} {compare_listeners.SETTINGS_USAGE}`")
         return
-    compare_listeners.settings_command(
-        inv.deps,
-        inv.client,
-        inv.args,
-        user_id=inv.user_id,
-        channel_id=inv.channel_id,
-        response_url=inv.body.get("response_url"),
-    )
+    _hand_over(compare_listeners.settings_command, inv)
 
 
 REVIEWERS_USAGE = "reviewers <project> [weighting on|off]"

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis, RedisError
 from rq.command import send_stop_job_command
@@ -539,23 +539,27 @@ class OverBudget(TrainingRequestError):
         self.spend = spend
 
 
-def _request_loader(
-    request_id: int,
+def _loader(
+    model: type[TrainingRun] | type[TrainingRequest], row_id: int, missing: str
 ) -> tuple[Callable[[Session], Project], Callable[[Session], str | None]]:
-    """``load`` and ``requested_by`` for `perform` on training request `request_id`."""
+    """``load`` and ``requested_by`` for `perform` on the run or training request `row_id`."""
 
     def load(session: Session) -> Project:
-        request = session.get(TrainingRequest, request_id)
-        project = session.get(Project, request.project_id) if request else None
-        if request is None or project is None:
-            raise TrainingRequestError(f"There is no training request {request_id}.")
+        row = cast("TrainingRun | TrainingRequest | None", session.get(model, row_id))
+        project = session.get(Project, row.project_id) if row else None
+        if row is None or project is None:
+            raise TrainingRequestError(missing)
         return project
 
     def requested_by(session: Session) -> str | None:
-        request = session.get(TrainingRequest, request_id)
-        return request.requested_by if request else None
+        row = cast("TrainingRun | TrainingRequest | None", session.get(model, row_id))
+        return row.requested_by if row else None
 
     return load, requested_by
+
+
+def _request_loader(request_id: int) -> tuple[Callable[[Session], Project], Callable[[Session], str | None]]:
+    return _loader(TrainingRequest, request_id, f"There is no training request {request_id}.")
 
 
 def _decide_request(session: Session, request: TrainingRequest, status: RequestStatus, by: str) -> None:
@@ -767,20 +771,7 @@ def request_cancel(
 
 
 def _run_loader(run_id: int) -> tuple[Callable[[Session], Project], Callable[[Session], str | None]]:
-    """``load`` and ``requested_by`` for `perform` on run `run_id`."""
-
-    def load(session: Session) -> Project:
-        run = session.get(TrainingRun, run_id)
-        project = session.get(Project, run.project_id) if run else None
-        if run is None or project is None:
-            raise TrainingRequestError(f"There is no run {run_id}.")
-        return project
-
-    def requested_by(session: Session) -> str | None:
-        run = session.get(TrainingRun, run_id)
-        return run.requested_by if run else None
-
-    return load, requested_by
+    return _loader(TrainingRun, run_id, f"There is no run {run_id}.")
 
 
 def request_pause(
