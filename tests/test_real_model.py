@@ -131,7 +131,8 @@ def test_qlora_trains_it_and_labels_are_scored_by_log_likelihood(models_dir: Pat
             logits = model(input_ids=torch.tensor([prompt + answer])).logits.float()[0]
         log_probs = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)
         by_hand = float(log_probs.gather(-1, torch.tensor(answer).unsqueeze(-1)).sum())
-        # Label choice runs the prompt once and the labels on its key/value cache, in 4-bit: float
-        # sums in another order than this one pass (seen: 5e-3 apart on a score of -4.8). A wrong
-        # or shifted token would be nats away; the tiny model's float32 test checks it to 1e-4.
-        assert choice.scores[label] == pytest.approx(by_hand, abs=2e-2)
+        # Label choice runs the prompt once and the labels on its key/value cache; bitsandbytes' 4-bit
+        # CPU kernels take other paths for other shapes (seen: 0.005 and 0.03 apart on scores of -4.8
+        # and -7.2, run to run). A wrong or shifted token would be nats away; the tiny model's
+        # float32 test checks the same computation to 1e-4.
+        assert choice.scores[label] == pytest.approx(by_hand, abs=0.1)

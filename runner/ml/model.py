@@ -78,7 +78,7 @@ def load_base_model(name_or_path: str | Path, *, quantize: bool, device: torch.d
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bitcompute_dtype=dtype,
+            bnb_4bit_compute_dtype=dtype,
         )
     if device.type == "cuda":
         kwargs["device_map"] = {"": device.index or 0}

@@ -322,6 +322,17 @@ def test_best_fit_packing_places_every_sequence_once_without_overflow() -> None:
         pack_best_fit([300], 256)
 
 
+def test_4bit_layers_compute_in_the_dtype_chosen_for_the_device(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bf16 on a CUDA device that has it: the quantization config carries the choice to bitsandbytes."""
+    from runner.ml import model as model_module
+
+    monkeypatch.setattr(model_module, "compute_dtype", lambda device: torch.bfloat16)
+    loaded = load_base_model(tiny_model, quantize=True)
+    assert loaded.config.quantization_config.bnb_4bit_compute_dtype == torch.bfloat16
+
+
 def test_packed_rows_lose_exactly_what_the_sequences_lose_alone(tiny_model: Path) -> None:
     """No cross-sequence attention: the loss of a packed batch is the sum of per-sequence losses."""
     tokenizer = load_tokenizer(tiny_model)
