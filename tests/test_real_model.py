@@ -121,18 +121,19 @@ def test_qlora_trains_it_and_labels_are_scored_by_log_likelihood(models_dir: Pat
     assert "lr 0.001 (auto)" in result.plan  # the rule's learning rate for a model this small
     assert 134_000_000 < result.total_params - result.trainable_params < 135_000_000
 
-    model, tokenizer = load_for_inference(str(folder), tmp_path / "adapter", quantize=True)
     conversation = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": rows[35]["input"]}]
-    (choice,) = choose_labels(model, tokenizer, [conversation], LABELS)
+    model, tokenizer = load_for_inference(str(folder), tmp_path / "adapter", quantize=True)
+    (choice,) = choose_labels(model, tokenizer, [conversation], LABELS)  # in 4-bit, as the baselines run
     assert set(choice.scores) == set(LABELS) and choice.text == max(LABELS, key=choice.scores.__getitem__)
+    # The scores against one pass computed by hand, in float32: label choice runs the prompt once and
+    # the labels on its key/value cache, and bitsandbytes' 4-bit CPU kernels take other paths for
+    # other shapes (up to 0.16 apart in 4-bit, 3e-5 in float32): too loose to catch a shifted token.
+    model, tokenizer = load_for_inference(str(folder), tmp_path / "adapter", quantize=False)
+    (choice,) = choose_labels(model, tokenizer, [conversation], LABELS)
     for label in ("billing", "shipping"):  # the same score, computed by hand, one label at a time
         prompt, answer = answer_ids(tokenizer, conversation, label)
         with torch.no_grad():
             logits = model(input_ids=torch.tensor([prompt + answer])).logits.float()[0]
         log_probs = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)
         by_hand = float(log_probs.gather(-1, torch.tensor(answer).unsqueeze(-1)).sum())
-        # Label choice runs the prompt once and the labels on its key/value cache; bitsandbytes' 4-bit
-        # CPU kernels take other paths for other shapes (seen: 0.005 and 0.03 apart on scores of -4.8
-        # and -7.2, run to run). A wrong or shifted token would be nats away; the tiny model's
-        # float32 test checks the same computation to 1e-4.
-        assert choice.scores[label] == pytest.approx(by_hand, abs=0.1)
+        assert choice.scores[label] == pytest.approx(by_hand, abs=1e-3)
