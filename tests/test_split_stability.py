@@ -54,10 +54,15 @@ def snapshot_sides(engine: Engine, name: str) -> dict[int, Split]:
 
 
 def example_id(engine: Engine, ts: str) -> int:
-    with session_scope(engine) as session:
-        found = session.exec(select(Example).where(Example.message_ts == ts)).one()
-        assert found.id is not None
-        return found.id
+    """The id of the example recorded from message `ts`, once its event has been handled (events are
+    handled concurrently: a message's example may land after a later message's votes)."""
+
+    def recorded() -> int | None:
+        with session_scope(engine) as session:
+            found = session.exec(select(Example).where(Example.message_ts == ts)).first()
+            return found.id if found is not None else None
+
+    return int(wait_until(recorded, what=f"the example of message {ts}"))
 
 
 def test_through_slack_a_snapshotted_example_keeps_its_side_whatever_happens_around_it(
