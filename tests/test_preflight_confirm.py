@@ -140,7 +140,10 @@ def test_train_shows_the_estimate_and_confirm_queues_exactly_one_run(
     assert f"{run.estimate['tokens']:,} tokens" in shown(status)
     assert f"it is run {run.id}" in again["text"]
     assert train_jobs(training_settings) == [queues.train_job_id(run.id)]
-    evaluation = queues.fetch_job(Redis.from_url(training_settings.redis_url), queues.eval_job_id(run.id))
+    redis = Redis.from_url(training_settings.redis_url)
+    evaluation = wait_until(  # queued right after the training job, which may be a moment later
+        lambda: queues.fetch_job(redis, queues.eval_job_id(run.id)), what="the evaluation job"
+    )
     assert evaluation is not None and evaluation.get_status() == "deferred"  # after the training
     request = the_request(engine)
     assert (request.status, request.run_id, request.decided_by) == (RequestStatus.CONFIRMED, run.id, "UALICE")
