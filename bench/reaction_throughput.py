@@ -459,7 +459,8 @@ def report(r: dict[str, Any]) -> str:
         f"{m['platform']}; load avg at start {m['loadavg_at_start']}",
         f"software: slack_bolt {m['slack_bolt']}, gunicorn {m['gunicorn']}, SQLAlchemy {m['sqlalchemy']}, "
         f"psycopg {m['psycopg']}, PostgreSQL {m['postgresql']}",
-        f"server: ftbot serve, gunicorn gthread, workers={cfg['workers']}, threads={cfg['threads']}; "
+        f"server: ftbot serve, gunicorn gthread, workers={cfg['workers']}, threads={cfg['threads']}, "
+        f"event workers={cfg.get('event_workers', 0)}; "
         f"PostgreSQL schema {r['schema']} (dropped at the end); Slack Web API = in-process emulator; "
         f"tally interval {cfg['tally_interval']:g} s",
         f"workload: {cfg['examples']} examples, {cfg['reviewers']} reviewers, {len(LABELS)} labels; "
@@ -520,6 +521,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--remove-share", type=float, default=0.1, help="share of reaction_removed events")
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers (ftbot serve's default)")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker (ftbot serve's default)")
+    parser.add_argument(
+        "--event-workers",
+        type=int,
+        default=0,
+        help="ftbot serve --event-workers: processes that work on the events the web process acks",
+    )
     parser.add_argument("--new-connections", action="store_true", help="a new connection per request")
     parser.add_argument(
         "--no-floor", action="store_true", help="skip the same load against a bare Bolt app afterwards"
@@ -624,6 +631,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 — one linear scr
                 str(args.workers),
                 "--threads",
                 str(args.threads),
+                "--event-workers",
+                str(args.event_workers),
             ],
             env,
             tmp / "ftbot.log",
@@ -847,6 +856,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 — one linear scr
                 "remove_share": args.remove_share,
                 "workers": args.workers,
                 "threads": args.threads,
+                "event_workers": args.event_workers,
                 "new_connections": args.new_connections,
                 "poll": args.poll,
                 "seed": args.seed,

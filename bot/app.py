@@ -17,9 +17,10 @@ from sqlalchemy.engine import Engine
 from bot import listeners
 from bot.deps import Deps
 from bot.directory import Directory
+from bot.handoff import doorbell_client
 from bot.inbox import InboxExecutor
 from bot.listeners import datasets
-from bot.tally import Throttle
+from bot.tally import SharedThrottle
 from runner.core.config import Settings
 from runner.slack.client import make_client
 
@@ -88,9 +89,10 @@ def build_app(
         settings=settings,
         engine=engine,
         directory=Directory(settings.ftbot_directory_ttl),
-        tally=Throttle(
+        tally=SharedThrottle(
             lambda project_id: datasets.refresh_tally(deps, app.client, project_id),
             settings.ftbot_tally_interval,
+            doorbell_client(settings.redis_url),  # shared with event workers (bot.handoff)
         ),
         redis=Redis.from_url(settings.redis_url),
         pool=pool,

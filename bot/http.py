@@ -32,6 +32,8 @@ from slack_bolt.request.internals import build_context
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.engine import Engine
 
+from bot.handoff import Handoff
+from bot.inbox import REPLAY_HEADER
 from bot.metrics import ACK_SECONDS, REQUESTS, exposition
 from runner.core.config import Settings
 from runner.core.db import check_health
@@ -88,9 +90,11 @@ class FtbotRequestHandler(SlackRequestHandler):
         queues: tuple[str, ...] = (),
         *,
         settings: Settings,
+        handoff: Handoff | None = None,
     ) -> None:
         super().__init__(app, path)
         self.engine = engine
+        self.handoff = handoff  # events go to event workers while any is alive (bot.handoff)
         self.redis, self.queues = redis, queues
         self.verifier = SignatureVerifier(settings.slack_signing_secret or "")
         self.health_token = settings.ftbot_health_token
@@ -129,6 +133,17 @@ class FtbotRequestHandler(SlackRequestHandler):
                 extra={"request_timestamp": timestamp[:20], "bytes": len(raw)},
             )
             return WsgiHttpResponse(status=401, headers=JSON, body=json.dumps({"error": "invalid request"}))
+        if self.handoff is not None and body.startswith("{") and self.handoff.available():
+            document = _json_object(body)
+            if document is not None:
+                answered, event_id = self.handoff.take(self.engine, document, body)
+                if answered:
+                    kind = request_kind(document)
+                    ACK_SECONDS.labels(kind=kind).observe(time.perf_counter() - began)
+                    REQUESTS.labels(kind=kind, status="200").inc()
+                    return WsgiHttpResponse(status=200, headers={}, body="")
+                if event_id is not None:  # recorded, but no worker could be told: run it here
+                    headers = {**headers, REPLAY_HEADER: [event_id]}
         slack_request = SlackRequest(body=body, query=request.query_string, headers=headers)
         response = self.app.dispatch(slack_request)
         kind = request_kind(slack_request.body)
@@ -166,6 +181,14 @@ class FtbotRequestHandler(SlackRequestHandler):
 
 def _plain(status: int, text: str) -> WsgiHttpResponse:
     return WsgiHttpResponse(status=status, headers={"content-type": ["text/plain;charset=utf-8"]}, body=text)
+
+
+def _json_object(body: str) -> dict[str, Any] | None:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def _header(headers: dict[str, Any], name: str) -> str:

@@ -105,7 +105,8 @@ def record(engine: Engine, event_id: str, body: dict[str, Any]) -> bool:
     """Store a newly received event as pending. False when the event id was already received.
 
     Events are the hottest path of the bot (a burst of reactions), so the inbox talks to the database
-    through a plain connection and statements built once, one statement per transaction.
+    through a plain connection and statements built once, one statement per transaction: on
+    PostgreSQL that statement runs in autocommit, which saves the round trips of BEGIN and COMMIT.
     """
     params = {
         "event": event_id,
@@ -113,6 +114,9 @@ def record(engine: Engine, event_id: str, body: dict[str, Any]) -> bool:
         "body": body,
         "at": utcnow(),
     }
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            return connection.execute(_RECORD["postgresql"], params).first() is not None
     with engine.begin() as connection:
         return connection.execute(_RECORD[connection.dialect.name], params).first() is not None
 
@@ -138,6 +142,11 @@ def _settle(engine: Engine, event_id: str, status: EventStatus, error: str | Non
             .values(**values)
         )
         return bool(result.rowcount)
+
+
+def settle_done(engine: Engine, event_id: str) -> bool:
+    """pending → done, for an event no listener takes (nothing left to do); False when not pending."""
+    return _settle(engine, event_id, EventStatus.DONE)
 
 
 def settle_with(session: Session) -> None:
@@ -199,6 +208,7 @@ class InboxExecutor(ThreadPoolExecutor):
         self.capacity = capacity
         self._load = 0
         self._load_lock = threading.Lock()
+        self._freed = threading.Condition(self._load_lock)  # notified whenever a piece of work ends
         self._deferred: list[str] = []
         self.room = threading.Event()
         """Set when events were deferred and the pool is half empty again: the sweeper replays them."""
@@ -215,8 +225,16 @@ class InboxExecutor(ThreadPoolExecutor):
     def _count(self, delta: int) -> None:
         with self._load_lock:
             self._load += delta
+            if delta < 0:
+                self._freed.notify_all()
             if self._deferred and self._load <= self.capacity // 2:
                 self.room.set()
+
+    def wait_for_room(self, pieces: int, timeout: float) -> bool:
+        """Wait until `pieces` more pieces of work fit (at most `timeout` seconds); whether they do."""
+        pieces = min(pieces, self.capacity)
+        with self._freed:
+            return self._freed.wait_for(lambda: self._load + pieces <= self.capacity, timeout)
 
     def defer(self) -> None:
         """The pool is full: leave the event being dispatched (if any) pending, give back the
@@ -331,7 +349,7 @@ def replay_due(app: App, engine: Engine, settings: Settings, deferred: Sequence[
             extra={"event_id": event_id, "attempt": attempts + 1, "status": response.status},
         )
         if response.status == 404:  # no listener takes it: nothing left to do
-            _settle(engine, event_id, EventStatus.DONE)
+            settle_done(engine, event_id)
     return replayed
 
 
@@ -339,9 +357,17 @@ class Sweeper(threading.Thread):
     """Replays due events at start and then every ``interval`` seconds, and the events the pool
     deferred as soon as it has room, until stopped."""
 
-    def __init__(self, app: App, engine: Engine, settings: Settings, interval: float = 30.0) -> None:
+    def __init__(
+        self,
+        app: App,
+        engine: Engine,
+        settings: Settings,
+        interval: float = 30.0,
+        take_back: Callable[[], list[str]] | None = None,
+    ) -> None:
         super().__init__(name="ftbot-event-sweeper", daemon=True)
         self.app, self.engine, self.settings = app, engine, settings
+        self.take_back = take_back  # ids queued for event workers that are gone (bot.handoff)
         self.interval = min(interval, max(settings.ftbot_event_replay_after, 1.0))
         self.stopped = threading.Event()
         executor = app.listener_runner.listener_executor
@@ -357,6 +383,9 @@ class Sweeper(threading.Thread):
         next_sweep = time.monotonic()
         while not self.stopped.is_set():
             if time.monotonic() >= next_sweep:
+                if self.take_back is not None and (orphans := self.take_back()):
+                    log.warning("running events left by gone event workers", extra={"events": len(orphans)})
+                    self._replay(orphans)
                 self._replay()
                 next_sweep = time.monotonic() + self.interval
             if self.pool is not None and self.pool.room.is_set() and (deferred := self.pool.take_deferred()):

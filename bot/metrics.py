@@ -25,6 +25,9 @@ LISTENER_ERRORS = Counter("ftbot_listener_errors_total", "Exceptions raised in B
 WORK_REFUSED = Counter(
     "ftbot_work_refused_total", "Requests answered 'try again' because the work pool was full", ["kind"]
 )
+EVENTS_HANDED_OVER = Counter(
+    "ftbot_events_handed_over_total", "Events acknowledged here and queued for an event worker"
+)
 
 
 def exposition(engine: Engine, redis: Redis | None = None, queues: tuple[str, ...] = ()) -> bytes:
@@ -34,7 +37,7 @@ def exposition(engine: Engine, redis: Redis | None = None, queues: tuple[str, ..
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:
-        for collector in (REQUESTS, ACK_SECONDS, LISTENER_ERRORS, WORK_REFUSED):
+        for collector in (REQUESTS, ACK_SECONDS, LISTENER_ERRORS, WORK_REFUSED, EVENTS_HANDED_OVER):
             registry.register(collector)
     registry.register(JobsCollector(engine, redis, queues))
     return generate_latest(registry)

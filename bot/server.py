@@ -7,6 +7,7 @@ on the app's work pool (`bot.work`), and Slack sends the next request without wa
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -14,17 +15,21 @@ from redis import Redis
 from sqlalchemy.engine import Engine
 
 from bot.app import FtbotApp, build_app
+from bot.handoff import EventWorker, Handoff, doorbell_client
 from bot.http import FtbotRequestHandler
 from bot.inbox import Sweeper
 from bot.tally import Repairer
 from runner.core.config import Settings
-from runner.core.db import make_engine
+from runner.core.db import commit_without_waiting_for_disk, make_engine
 from runner.jobs.reconcile import DeployReconciler
 
 
-def start_housekeeping(app: FtbotApp, engine: Engine, settings: Settings) -> None:
+def start_housekeeping(
+    app: FtbotApp, engine: Engine, settings: Settings, handoff: Handoff | None = None
+) -> None:
     """The threads every bot process runs beside its requests (HTTP and Socket Mode alike)."""
-    Sweeper(app, engine, settings).start()  # replays events a crashed process left unfinished
+    # replays events a crashed process left unfinished, and events queued for workers that are gone
+    Sweeper(app, engine, settings, take_back=handoff.take_back if handoff else None).start()
     DeployReconciler(engine, settings).start()  # settles deployments a crash or outage left half-way
     Repairer(engine, app.deps.tally, settings.ftbot_repair_interval).start()  # tallies Slack refused
 
@@ -33,14 +38,29 @@ def make_wsgi_app(settings: Settings) -> Any:
     """The WSGI callable: the Bolt app behind ftbot's request handler."""
     engine = make_engine(settings.sqlalchemy_url)
     app = build_app(settings, engine)
-    start_housekeeping(app, engine, settings)
+    handoff = Handoff(doorbell_client(settings.redis_url), settings.ftbot_event_worker_ttl)
+    start_housekeeping(app, engine, settings, handoff)
     return FtbotRequestHandler(
         app,
         engine,
         redis=Redis.from_url(settings.redis_url),
         queues=settings.ftbot_queues,
         settings=settings,
+        handoff=handoff,
     )
+
+
+def run_event_worker(settings: Settings, engine: Engine) -> None:
+    """``ftbot event-worker``: run queued events (`bot.handoff`) until SIGTERM or SIGINT."""
+    # Its writes can all be done again from the inbox, committed synchronously by the ack: its own
+    # commits need not wait for the disk (and so do not slow the acks' down).
+    commit_without_waiting_for_disk(engine)
+    engine.dispose()  # connections opened before (the migration's) are opened again, with it
+    app = build_app(settings, engine, socket_mode=True)  # bodies come from the database: no signatures
+    worker = EventWorker(app, engine, Redis.from_url(settings.redis_url))
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    worker.run()
 
 
 class _Gunicorn(BaseApplication):

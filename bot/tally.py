@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.engine import Engine
 
 from runner.core.db import session_scope
@@ -68,6 +70,73 @@ class Throttle:
                 self.action(key)
         except Exception:  # a refresh must never take a listener down; the next change retries
             log.exception("tally refresh failed", extra={"project_id": key})
+
+
+class SharedThrottle(Throttle):
+    """`Throttle` across processes (web and event workers alike), through Redis.
+
+    Slack's limit is per channel, not per process, so with event workers (`bot.handoff`) the
+    processes agree on each project's refreshes: one at a time (a Redis lock), at most once per
+    interval (a key that expires after it), and none that would show nothing new. Each change
+    counts itself in Redis (``INCR``) after its commit; a refresh reads the count before it renders,
+    and afterwards records it as shown, so a process whose last change is already shown skips its
+    own refresh. The first change after a quiet spell is shown at once (on a thread of its own), later
+    ones share a trailing refresh, as with `Throttle`. While Redis cannot be reached, each process
+    falls back on its own `Throttle`.
+    """
+
+    LOCK_SECONDS = 120.0  # a refresh holding the lock longer than this (a dead process) loses it
+
+    def __init__(self, action: Callable[[int], None], interval: float, redis: Redis) -> None:
+        super().__init__(action, interval)
+        self.redis = redis
+        self._wanted: dict[int, int] = {}  # key → the latest change count this process made
+        self._drivers: set[int] = set()  # keys with a thread seeing their changes shown
+
+    def touch(self, key: int) -> None:
+        try:
+            wanted = int(self.redis.incr(f"ftbot:tally:{key}:changes"))
+        except RedisError:
+            log.warning("tally throttle: Redis unreachable, throttling in this process only")
+            super().touch(key)
+            return
+        with self._lock:
+            self._wanted[key] = max(self._wanted.get(key, 0), wanted)
+            if key in self._drivers:
+                return
+            self._drivers.add(key)
+        threading.Thread(target=self._drive, args=(key,), name="ftbot-tally", daemon=True).start()
+
+    def _drive(self, key: int) -> None:
+        """Refresh `key` until Slack was last sent a render that includes this process's changes."""
+        prefix = f"ftbot:tally:{key}"
+        try:
+            while True:
+                with self._lock:
+                    wanted = self._wanted[key]
+                with self.redis.lock(f"{prefix}:lock", timeout=self.LOCK_SECONDS):
+                    counted = int(self.redis.get(f"{prefix}:changes") or 0)
+                    if counted < wanted:  # Redis lost the count (a restart): start again from it
+                        with self._lock:
+                            self._wanted[key] = wanted = counted
+                    if int(self.redis.get(f"{prefix}:shown") or 0) >= wanted:
+                        with self._lock:  # a touch since then would find this thread gone: re-check
+                            if self._wanted[key] <= wanted:
+                                self._drivers.discard(key)
+                                return
+                        continue
+                    wait = int(self.redis.pttl(f"{prefix}:gate"))  # ms; negative: no refresh lately
+                    if wait <= 0:
+                        self._run(key)  # renders the database as it is now: every change counted so far
+                        self.redis.set(f"{prefix}:gate", 1, px=max(1, int(self.interval * 1000)))
+                        self.redis.set(f"{prefix}:shown", counted)
+                        continue
+                time.sleep(wait / 1000)  # outside the lock: other processes may check meanwhile
+        except RedisError:
+            log.warning("tally throttle: Redis unreachable, throttling in this process only")
+            with self._lock:
+                self._drivers.discard(key)
+            super().touch(key)
 
 
 class Repairer(threading.Thread):

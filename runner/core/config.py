@@ -163,6 +163,11 @@ class Settings(BaseSettings):
     ftbot_event_attempts: int = Field(
         default=3, ge=1, description="Deliveries of one event at most, the first included"
     )
+    ftbot_event_worker_ttl: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds since an event worker's last heartbeat during which events are handed to it",
+    )
     ftbot_slack_retry_budget: float = Field(
         default=15.0,
         ge=0,

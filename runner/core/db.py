@@ -62,6 +62,25 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
 
 
+def commit_without_waiting_for_disk(engine: Engine) -> None:
+    """PostgreSQL: this engine's commits return before their WAL reaches the disk
+    (``synchronous_commit = off``); a server crash can lose the last few hundred milliseconds of
+    them, atomically, never half of one, and never one that a later synchronous commit of any
+    session depends on (that commit flushes the WAL before it).
+
+    For processes whose every write can be done again from a record that was committed
+    synchronously: event workers (`bot.handoff`), whose work replays from the inbox. Their commits
+    then no longer queue for the disk in front of the acks' inbox inserts. SQLite: no change.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _asynchronous_commit(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("SET synchronous_commit = off")
+        dbapi_conn.commit()  # a session setting, kept when the pool rolls the connection back
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One unit of work: a session that commits once at the end, or rolls back on an error.
