@@ -905,6 +905,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 — one linear scr
             "server_log_problems": problems,
             "timeline": [(p.t - first_send, p.votes) for p in poller.timeline],
             "ack_samples_ms": [a * 1000 for a in acks],
+            # the acks slower than p99: when they were sent (s after the first send) and how long they
+            # took (ms), to tell a stall that hit every sender at once from queueing spread over the run
+            "slowest_acks": sorted(
+                (r[1] - first_send, r[2] * 1000)
+                for r in flat
+                if not math.isnan(r[2]) and acks and r[2] > percentile(acks, 99)
+            ),
         }
         print(report(results_doc))
         if args.json:

@@ -6,9 +6,9 @@ being read, and a missing, wrong or expired signature 401 before the body is dec
 JSON. Neither the body nor its ``response_url`` or token is ever logged.
 
 `GET /healthz` says only ``ok`` or ``unhealthy`` (load balancers and probes need no more);
-`GET /healthz/details` names what is wrong, for a request bearing ``FTBOT_HEALTH_TOKEN`` or, when
-no token is configured, for a request from this host that no proxy forwarded. `GET /metrics` is for
-Prometheus.
+`GET /healthz/details` names what is wrong, and where events are worked on, for a request bearing
+``FTBOT_HEALTH_TOKEN`` or, when no token is configured, for a request from this host that no proxy
+forwarded. `GET /metrics` is for Prometheus.
 """
 
 from __future__ import annotations
@@ -166,6 +166,8 @@ class FtbotRequestHandler(SlackRequestHandler):
                 return _plain(404, "Not Found")
             error = check_health(self.engine)
             details = {"status": "ok" if error is None else "unhealthy", "database": redact(error or "ok")}
+            if self.handoff is not None:  # where this process sends events now (bot.handoff)
+                details["events"] = "event workers" if self.handoff.available() else "this process"
             return WsgiHttpResponse(
                 status=200 if error is None else 503, headers=JSON, body=json.dumps(details)
             )

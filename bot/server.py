@@ -7,6 +7,7 @@ on the app's work pool (`bot.work`), and Slack sends the next request without wa
 
 from __future__ import annotations
 
+import gc
 import signal
 from typing import Any
 
@@ -34,12 +35,22 @@ def start_housekeeping(
     Repairer(engine, app.deps.tally, settings.ftbot_repair_interval).start()  # tallies Slack refused
 
 
+def freeze_start_up_objects() -> None:
+    """Keep what start-up built (modules, the app, its templates: some 150,000 objects) out of the
+    collector's full passes. A full pass stops every thread of the process; over that heap it took
+    75–160 ms in a web process under a burst of reactions, stalling every ack in flight, and 4 ms
+    once these objects were frozen."""
+    gc.collect()
+    gc.freeze()
+
+
 def make_wsgi_app(settings: Settings) -> Any:
     """The WSGI callable: the Bolt app behind ftbot's request handler."""
     engine = make_engine(settings.sqlalchemy_url)
     app = build_app(settings, engine)
     handoff = Handoff(doorbell_client(settings.redis_url), settings.ftbot_event_worker_ttl)
     start_housekeeping(app, engine, settings, handoff)
+    freeze_start_up_objects()
     return FtbotRequestHandler(
         app,
         engine,
@@ -60,6 +71,7 @@ def run_event_worker(settings: Settings, engine: Engine) -> None:
     worker = EventWorker(app, engine, Redis.from_url(settings.redis_url))
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
+    freeze_start_up_objects()
     worker.run()
 
 

@@ -148,7 +148,7 @@ def test_serve_answers_health_and_signed_requests(tmp_path, emulator):
                 break
         assert health == {"status": "ok"}  # the details are on /healthz/details, for this host only
         details = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz/details", timeout=10).read()
-        assert json.loads(details) == {"status": "ok", "database": "ok"}
+        assert json.loads(details) == {"status": "ok", "database": "ok", "events": "this process"}
         slack = SlackSide(f"http://127.0.0.1:{port}/slack/events", SIGNING_SECRET, emulator)
         reply = slack.slash("nonsense")
         assert reply.status == 200 and "nonsense" in json.dumps(reply.json())

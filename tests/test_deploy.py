@@ -221,11 +221,20 @@ def _full_env(compose: dict[str, Any]) -> dict[str, str]:
 
 def test_compose_has_every_service(compose: dict[str, Any]) -> None:
     services = _services(compose)
-    assert set(services) == {"redis", "postgres", "migrate", "bot", "worker", "predict-worker"}
+    assert set(services) == {
+        "redis",
+        "postgres",
+        "migrate",
+        "bot",
+        "event-worker",
+        "worker",
+        "predict-worker",
+    }
     assert services["redis"]["image"].split(":")[1].startswith("7")
     assert services["postgres"]["image"].split(":")[1].startswith("16")
     assert _argv(services["migrate"]["command"]) == ["ftbot", "db", "upgrade"]
     assert _argv(services["bot"]["command"]) == ["ftbot", "serve", "--host", "0.0.0.0", "--port", "3000"]
+    assert _argv(services["event-worker"]["command"]) == ["ftbot", "event-worker"]
     assert _argv(services["worker"]["command"]) == ["ftbot", "worker"]
     assert _argv(services["predict-worker"]["command"]) == ["ftbot", "worker", "--queues", "predict"]
     assert any(str(p).split(":")[-1] == "3000" for p in services["bot"]["ports"])
@@ -630,7 +639,7 @@ def test_manifests_give_each_command_its_required_variables(k8s: list[tuple[str,
             missing = required_for(container["command"]) - set(_container_env(container, k8s))
             assert not missing, f"{doc['metadata']['name']} lacks {missing}"
             checked.add(_argv(container["command"])[1])
-    assert {"serve", "worker", "db"} <= checked
+    assert {"serve", "event-worker", "worker", "db"} <= checked
 
 
 def test_bot_and_worker_share_the_read_write_many_volume(k8s: list[tuple[str, dict[str, Any]]]) -> None:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -125,6 +126,14 @@ def test_serve_with_an_event_worker_acks_events_and_the_worker_records_them_once
                 return False
 
         wait_until(answering, timeout=120, what="the web process")
+
+        def events_go_to_workers() -> bool:
+            details = json.loads(urllib.request.urlopen(url + "/healthz/details", timeout=5).read())
+            return bool(details["events"] == "event workers")
+
+        # The web process asks Redis at most once a second: it may have looked before the worker's
+        # first heartbeat (and run events itself meanwhile, as it should).
+        wait_until(events_go_to_workers, timeout=30, what="the web process to see the worker")
         slack = SlackPeople(url + "/slack/events", SIGNING_SECRET, emulator)
         reply = slack.reply(CHANNEL, root_ts, "I was charged twice for one order", "UCAROL")
         assert slack.react(CHANNEL, reply["ts"], emoji["billing"], "UALICE", event_id="EvW1").status == 200
