@@ -67,7 +67,11 @@ def run_event_worker(settings: Settings, engine: Engine) -> None:
     # commits need not wait for the disk (and so do not slow the acks' down).
     commit_without_waiting_for_disk(engine)
     engine.dispose()  # connections opened before (the migration's) are opened again, with it
-    app = build_app(settings, engine, socket_mode=True)  # bodies come from the database: no signatures
+    # A few threads: the work is Python and database round trips, and more threads per process
+    # only contend for the interpreter lock and the database (bench/README.md); scale with processes.
+    threads = {"ftbot_work_threads": settings.ftbot_event_worker_threads}
+    # Built as for Socket Mode: the bodies come from the database, with no signature to check.
+    app = build_app(settings.model_copy(update=threads), engine, socket_mode=True)
     worker = EventWorker(app, engine, Redis.from_url(settings.redis_url))
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)

@@ -91,8 +91,9 @@ def event_worker_processes(count: int, nice: int) -> Iterator[list[subprocess.Po
 def event_worker() -> None:
     """Work on the events `ftbot serve` acknowledged (reactions, thread replies), beside it.
 
-    Needs the bot's database, Redis and Slack token. Runs FTBOT_WORK_THREADS listener threads; SIGTERM
-    lets them finish first. While one is alive, web processes hand events over instead of running them.
+    Needs the bot's database, Redis and Slack token. Runs FTBOT_EVENT_WORKER_THREADS listener
+    threads; SIGTERM lets them finish first. While one is alive, web processes hand events over
+    instead of running them.
     """
     config = settings()
     config.require("slack_bot_token", purpose="ftbot event-worker")

@@ -168,6 +168,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds since an event worker's last heartbeat during which events are handed to it",
     )
+    ftbot_event_worker_threads: int = Field(
+        default=2,
+        ge=1,
+        description="Listener threads per event worker (more contend for the interpreter lock and database)",
+    )
     ftbot_slack_retry_budget: float = Field(
         default=15.0,
         ge=0,
