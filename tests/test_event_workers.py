@@ -331,6 +331,25 @@ def test_the_tally_throttle_shared_by_two_processes_never_overlaps_and_shows_the
     assert len(runs) - 1 <= burst / interval + 1
 
 
+def test_a_shared_refresh_that_touches_its_own_key_gets_a_trailing_run_instead_of_a_deadlock(redis_url):
+    runs: list[int] = []
+    second = threading.Event()
+
+    def action(key: int) -> None:
+        runs.append(key)
+        if len(runs) == 1:
+            throttle.touch(key)  # more to do: it runs on this very thread, under the Redis lock
+        else:
+            second.set()
+
+    throttle = SharedThrottle(action, 0.05, Redis.from_url(redis_url))
+    first = threading.Thread(target=throttle.touch, args=(7,), daemon=True)
+    first.start()
+    first.join(timeout=30)
+    assert not first.is_alive(), "the refresh deadlocked on its own touch"
+    assert second.wait(timeout=30) and runs == [7, 7]
+
+
 def test_the_tally_throttle_works_alone_when_redis_is_away():
     shown: list[int] = []
     throttle = SharedThrottle(shown.append, 0.05, Redis(port=_free_port(), socket_connect_timeout=0.2))
