@@ -83,20 +83,25 @@ class SharedThrottle(Throttle):
     anchored to Redis's clock when a refresh is considered, so the hosts' clocks need not agree, and
     a change costs no Redis call (in a busy process a round trip per vote costs far more than the
     call itself: about 0.5 ms of CPU, measured). The first change after a quiet spell is shown at
-    once, later ones share a trailing refresh, as with `Throttle`. While Redis cannot be reached,
-    each process falls back on its own `Throttle`.
+    once, later ones share a trailing refresh, as with `Throttle`. When Redis fails, each process
+    throttles on its own (`Throttle`) for a minute before asking it again.
     """
 
     LOCK_SECONDS = 120.0  # a refresh holding the lock longer than this (a dead process) loses it
     MARGIN = 0.005  # seconds: more than the error of anchoring to Redis's clock (one round trip)
+    ALONE_SECONDS = 60.0  # after Redis fails, how long each process throttles on its own
 
     def __init__(self, action: Callable[[int], None], interval: float, redis: Redis) -> None:
         super().__init__(action, interval)
         self.redis = redis
         self._touched: dict[int, float] = {}  # key → monotonic time of this process's latest change
         self._drivers: set[int] = set()  # keys this process is seeing shown
+        self._alone_until = float("-inf")  # until then, Redis having failed, throttle in this process
 
     def touch(self, key: int) -> None:
+        if time.monotonic() < self._alone_until:  # Redis failed a moment ago: do not wait on it again
+            super().touch(key)
+            return
         with self._lock:
             self._touched[key] = time.monotonic()
             if key in self._drivers:
@@ -128,9 +133,10 @@ class SharedThrottle(Throttle):
                         return False
                     time.sleep(wait)  # outside the lock: other processes may check meanwhile
         except RedisError:
-            log.warning("tally throttle: Redis unreachable, throttling in this process only")
+            log.warning("tally throttle: Redis unreachable, throttling in this process for a minute")
             with self._lock:
                 self._drivers.discard(key)
+            self._alone_until = time.monotonic() + self.ALONE_SECONDS
             super().touch(key)
             return True
 

@@ -350,11 +350,25 @@ def test_a_shared_refresh_that_touches_its_own_key_gets_a_trailing_run_instead_o
     assert second.wait(timeout=30) and runs == [7, 7]
 
 
+class CountingRedis(Redis):
+    """A real client that counts the refresh locks it is asked for."""
+
+    asked = 0
+
+    def lock(self, *args: Any, **kwargs: Any) -> Any:
+        self.asked += 1
+        return super().lock(*args, **kwargs)
+
+
 def test_the_tally_throttle_works_alone_when_redis_is_away():
     shown: list[int] = []
-    throttle = SharedThrottle(shown.append, 0.05, Redis(port=_free_port(), socket_connect_timeout=0.2))
+    away = CountingRedis(port=_free_port(), socket_connect_timeout=0.2)
+    throttle = SharedThrottle(shown.append, 0.05, away)
     throttle.touch(3)
     wait_until(lambda: shown == [3], timeout=10, what="the refresh without Redis")
+    throttle.touch(4)
+    wait_until(lambda: shown == [3, 4], timeout=10, what="the next refresh")
+    assert away.asked == 1, "after a failure the process throttles alone for a while, not asking again"
 
 
 # --- event workers' commits -----------------------------------------------------------------------------
