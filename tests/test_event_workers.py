@@ -78,6 +78,24 @@ def event_row(engine: Engine, event_id: str) -> ProcessedEvent | None:
         return session.get(ProcessedEvent, event_id)
 
 
+def wait_done(engine: Engine, event_id: str) -> ProcessedEvent:
+    """The event's row once it is marked done."""
+    return wait_until(
+        lambda: (r := event_row(engine, event_id)) is not None and r.status == EventStatus.DONE and r,
+        timeout=30,
+        what=f"{event_id} marked done",
+    )
+
+
+def silent_worker(settings: Settings, engine: Engine) -> EventWorker:
+    """A worker that announced itself once and takes nothing (as one that died since would)."""
+    worker = EventWorker(
+        build_app(settings, engine, socket_mode=True), engine, Redis.from_url(settings.redis_url)
+    )
+    worker.beat()
+    return worker
+
+
 def handed_over(metrics_url: str) -> float:
     """The web process's count of events handed to event workers, from GET /metrics."""
     scraped = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
@@ -237,10 +255,7 @@ def test_ids_queued_for_a_worker_that_died_are_taken_back_by_the_sweeper(web, se
     root_ts, emoji = seed(engine, emulator)
     reply = emulator.post_user_message(CHANNEL, "Refund please", "UCAROL", thread_ts=root_ts)
     # A worker announced itself, then died without a word (its heartbeat still counts).
-    dead = EventWorker(
-        build_app(settings, engine, socket_mode=True), engine, Redis.from_url(settings.redis_url)
-    )
-    dead.beat()
+    dead = silent_worker(settings, engine)
     assert (
         web.slack.react(CHANNEL, reply["ts"], emoji["billing"], "UALICE", event_id="EvORPHAN1").status == 200
     )
@@ -256,11 +271,7 @@ def test_ids_queued_for_a_worker_that_died_are_taken_back_by_the_sweeper(web, se
     finally:
         sweeper.stop()
         sweeper.join(timeout=30)
-    row = wait_until(
-        lambda: (r := event_row(engine, "EvORPHAN1")) is not None and r.status == EventStatus.DONE and r,
-        timeout=30,
-        what="the orphan marked done",
-    )
+    row = wait_done(engine, "EvORPHAN1")
     assert row.attempts == 2 and web.handoff.redis.llen(handoff.QUEUE) == 0
 
 
@@ -275,11 +286,7 @@ def test_an_event_redis_would_not_queue_runs_in_the_web_process_once(web, settin
             == 200
         )
         wait_until(lambda: votes(engine) == [("UALICE", "technical")], timeout=30, what="the vote")
-        row = wait_until(
-            lambda: (r := event_row(engine, "EvNOPUSH")) is not None and r.status == EventStatus.DONE and r,
-            timeout=30,
-            what="the event marked done",
-        )
+        row = wait_done(engine, "EvNOPUSH")
         assert row.attempts == 1, "run here as its first delivery, not dropped as a redelivery"
         assert worker.handled == 0
         redis.delete(handoff.QUEUE)
@@ -289,8 +296,7 @@ def test_an_event_body_is_stored_without_nul_characters_before_it_is_handed_over
     web, settings, engine, emulator
 ):
     root_ts, _ = seed(engine, emulator)
-    asleep = EventWorker(build_app(settings, engine, socket_mode=True), engine, web.handoff.redis)
-    asleep.beat()  # alive, but not taking anything: the event stays pending, as stored
+    silent_worker(settings, engine)  # alive, but taking nothing: the event stays pending, as stored
     event = {"type": "message", "channel": CHANNEL, "user": "UCAROL", "text": "two\x00parcels"}
     event.update(ts="1700000099.000100", thread_ts=root_ts)
     assert web.slack.event(event, event_id="EvNUL").status == 200
