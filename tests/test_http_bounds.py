@@ -153,7 +153,11 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
 def test_healthz_says_ok_or_unhealthy_and_the_details_need_a_token_or_this_host(served, settings, emulator):
     assert get(served.url + "/healthz") == (200, '{"status": "ok"}')
     status, details = get(served.url + "/healthz/details")
-    assert status == 200 and json.loads(details) == {"status": "ok", "database": "ok"}
+    assert status == 200 and json.loads(details) == {
+        "status": "ok",
+        "database": "ok",
+        "events": "this process",
+    }
     # Through a proxy on this host, a request is not local any more.
     assert get(served.url + "/healthz/details", {"X-Forwarded-For": "203.0.113.7"})[0] == 404
 
