@@ -47,7 +47,7 @@ from sqlalchemy.engine import Engine
 
 from bot import inbox
 from bot.metrics import EVENTS_HANDED_OVER
-from runner.core.models import EventStatus
+from runner.core.models import EventStatus, ProcessedEvent
 from runner.data import textnorm
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ BATCH = 32  # event ids a worker takes at once
 _BEAT = "local t = redis.call('TIME') redis.call('ZADD', KEYS[1], t[1], ARGV[1]) return t[1]"
 _ALIVE = "local t = redis.call('TIME') return redis.call('ZCOUNT', KEYS[1], t[1] - ARGV[1], '+inf')"
 
-_EVENTS = inbox._EVENTS
+_EVENTS = ProcessedEvent.__table__  # type: ignore[attr-defined]
 _PENDING = (
     select(_EVENTS.c.event_id, _EVENTS.c.body)
     .where(_EVENTS.c.event_id.in_(bindparam("events", expanding=True)))
@@ -223,7 +223,7 @@ class EventWorker:
         """Until `stop`: beat, pop, read and run; then let the pool finish what it holds."""
         heart = threading.Thread(target=self._heartbeats, name="ftbot-event-heartbeat", daemon=True)
         heart.start()
-        log.info("event worker started", extra={"worker": self.id, "threads": self.pool._max_workers})
+        log.info("event worker started", extra={"worker": self.id})
         try:
             while not self.stopped.is_set():
                 try:
